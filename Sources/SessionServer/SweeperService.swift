@@ -1,0 +1,58 @@
+import Logging
+import ServiceLifecycle
+import SessionStore
+
+/// Applies the store's policies (expiry, purge, eviction, audit retention) on an interval.
+public struct SweeperService: Service {
+    let store: SessionDatabase
+    let interval: Duration
+    let logger: Logger
+
+    public init(store: SessionDatabase, interval: Duration, logger: Logger) {
+        self.store = store
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let report = try await store.sweep()
+                if report.total > 0 {
+                    logger.info(
+                        "sweep",
+                        metadata: [
+                            "expired": "\(report.expired)", "leasesExpired": "\(report.leasesExpired)",
+                            "purged": "\(report.purged)", "evicted": "\(report.evicted)",
+                            "auditPurged": "\(report.auditPurged)",
+                        ])
+                }
+            } catch {
+                logger.warning("sweep failed", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}
+
+/// Owns the database for the life of the process: on shutdown, after every other service has stopped,
+/// it checkpoints the WAL into the database file.
+public struct StoreService: Service {
+    let store: SessionDatabase
+    let logger: Logger
+
+    public init(store: SessionDatabase, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        do {
+            try store.checkpoint()
+            logger.info("WAL checkpointed")
+        } catch {
+            logger.warning("final checkpoint failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

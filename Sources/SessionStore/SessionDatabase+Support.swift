@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+import SessionProtocol
+
+/// A lookup by id found the session in another tenant. Callers see `not_found`; the owner's audit log
+/// records the attempt.
+struct CrossTenantAccess: Error {
+    var ownerTenant: String
+    var sessionId: String
+}
+
+extension SessionDatabase {
+    /// Runs a write on the caller's session `id`, answering `not_found` for a missing id and for another
+    /// tenant's id alike.
+    func writeSession<T: Sendable>(
+        _ id: String, caller: Caller, action: String,
+        _ body: @escaping @Sendable (Database, SessionRow, Int64) throws -> T
+    ) async throws -> T {
+        try await scoped(caller: caller, action: action) {
+            try await self.write { db in
+                let now = self.nowMs
+                return try body(db, try db.requireSession(id: id, caller: caller), now)
+            }
+        }
+    }
+
+    /// Runs a read on the caller's session `id`, with the same scoping as ``writeSession``.
+    func readSession<T: Sendable>(
+        _ id: String, caller: Caller, action: String,
+        _ body: @escaping @Sendable (Database, SessionRow) throws -> T
+    ) async throws -> T {
+        try await scoped(caller: caller, action: action) {
+            try await self.read { db in try body(db, try db.requireSession(id: id, caller: caller)) }
+        }
+    }
+
+    /// Turns a cross-tenant lookup into `not_found` and audits it in the owner's tenant, off the
+    /// response path so that the answer takes as long as for an id that does not exist.
+    func scoped<T>(caller: Caller, action: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let denied as CrossTenantAccess {
+            Task {
+                try? await self.write { db in
+                    try self.audit(
+                        db, tenant: denied.ownerTenant, actor: caller.actor, sessionId: denied.sessionId, key: nil,
+                        action: "access.denied", outcome: "refused",
+                        detail: ["callerTenant": .string(caller.tenant), "method": .string(action)], at: self.nowMs)
+                }
+            }
+            throw SessionError.notFound("session")
+        }
+    }
+
+    /// Appends one audit row.
+    func audit(
+        _ db: Database, tenant: String, actor: String, sessionId: String?, key: String?, action: String,
+        outcome: String = "ok", detail: [String: JSONValue] = [:], at: Int64
+    ) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail),
+        ])
+    }
+
+    func audit(
+        _ db: Database, _ row: SessionRow, caller: Caller, action: String, outcome: String = "ok",
+        detail: [String: JSONValue] = [:], at: Int64
+    ) throws {
+        try audit(
+            db, tenant: row.tenant, actor: caller.actor, sessionId: row.id, key: row.key, action: action,
+            outcome: outcome, detail: detail, at: at)
+    }
+
+    /// Adds to a per-tenant counter shown by `stats`.
+    func bump(_ db: Database, tenant: String, _ name: String, by amount: Int = 1) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO tenantCounter(tenant, name, value) VALUES (?, ?, ?)
+                ON CONFLICT(tenant, name) DO UPDATE SET value = value + excluded.value
+                """
+        ).execute(arguments: [tenant, name, amount])
+    }
+
+    /// The name lease waiters of a tenant's key wait on.
+    static func waitName(tenant: String, key: String) -> String { tenant + "\u{0}" + key }
+
+    /// A random 128-bit token in hex.
+    static func randomToken(bytes: Int = 16) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }
+            .joined()
+    }
+}
+
+extension Database {
+    /// The caller's session with this id; another tenant's session throws ``CrossTenantAccess``.
+    func requireSession(id: String, caller: Caller) throws -> SessionRow {
+        guard let row = try sessionRow(id: id) else { throw SessionError.notFound("session") }
+        guard row.tenant == caller.tenant else {
+            throw CrossTenantAccess(ownerTenant: row.tenant, sessionId: row.id)
+        }
+        return row
+    }
+}
+
+/// Compares secrets in time that depends only on their lengths.
+func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+    let a = Array(lhs.utf8)
+    let b = Array(rhs.utf8)
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for index in a.indices { difference |= a[index] ^ b[index] }
+    return difference == 0
+}

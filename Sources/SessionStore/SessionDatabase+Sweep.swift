@@ -1,0 +1,142 @@
+import Foundation
+import GRDB
+import SessionProtocol
+
+/// What one sweep did.
+public struct SweepReport: Sendable, Equatable {
+    public var expired = 0
+    public var leasesExpired = 0
+    public var purged = 0
+    public var evicted = 0
+    public var auditPurged = 0
+
+    public init() {}
+
+    public var total: Int { expired + leasesExpired + purged + evicted + auditPurged }
+}
+
+extension SessionDatabase {
+    private static let sweeper = Caller(tenant: "", actor: "sweeper")
+
+    /// Applies the policies: expires idle sessions, ends expired leases, purges expired and closed sessions
+    /// past retention, evicts least recently used idle sessions over a tenant's cap, and drops old audit rows.
+    ///
+    /// Each batch of at most `sweepBatchSize` rows is its own short transaction, so the sweeper never holds
+    /// the write lock for long, and at most `maxBatches` batches run per step.
+    public func sweep(maxBatches: Int = 20) async throws -> SweepReport {
+        var report = SweepReport()
+        report.leasesExpired = try await repeatBatches(maxBatches) { db, now, limit in
+            try self.expireLeases(db, now: now, limit: limit)
+        }
+        report.expired = try await repeatBatches(maxBatches) { db, now, limit in
+            try self.expireSessions(db, now: now, limit: limit)
+        }
+        report.purged = try await repeatBatches(maxBatches) { db, now, limit in
+            try self.purgeSessions(db, now: now, limit: limit)
+        }
+        report.evicted = try await repeatBatches(maxBatches) { db, now, limit in
+            try self.evictOverCap(db, now: now, limit: limit)
+        }
+        report.auditPurged = try await repeatBatches(maxBatches) { db, now, limit in
+            let cutoff = now - self.configuration.auditRetention.milliseconds
+            try db.execute(
+                sql: "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?) AND at < ?",
+                arguments: [limit, cutoff])
+            return db.changesCount
+        }
+        return report
+    }
+
+    /// Runs `batch` in separate transactions until it handles fewer rows than the batch size.
+    private func repeatBatches(
+        _ maxBatches: Int, _ batch: @escaping @Sendable (Database, Int64, Int) throws -> Int
+    ) async throws -> Int {
+        let limit = configuration.sweepBatchSize
+        var total = 0
+        for _ in 0..<maxBatches {
+            let count = try await write { db in try batch(db, self.nowMs, limit) }
+            total += count
+            if count < limit { break }
+        }
+        return total
+    }
+
+    private func sessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [SessionRow] {
+        try Row.fetchAll(db, sql: "SELECT \(SessionRow.columns) FROM session WHERE \(sql)", arguments: arguments)
+            .map(SessionRow.init(row:))
+    }
+
+    private func expireLeases(_ db: Database, now: Int64, limit: Int) throws -> Int {
+        let rows = try sessions(
+            db, sql: "leaseExpiresAt IS NOT NULL AND leaseExpiresAt <= ? LIMIT ?", [now, limit])
+        for row in rows {
+            try db.execute(
+                sql: "UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?",
+                arguments: [row.pk])
+            try audit(
+                db, row, caller: Self.sweeper, action: "lease.expire",
+                detail: ["holder": .string(row.leaseHolder ?? ""), "fence": .number(Double(row.leaseFence))], at: now)
+        }
+        for row in rows { leaseWaiters.notify(Self.waitName(tenant: row.tenant, key: row.key)) }
+        return rows.count
+    }
+
+    private func expireSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {
+        let rows = try sessions(
+            db,
+            sql: """
+                status = 'active' AND expiresAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) LIMIT ?
+                """, [now, now, limit])
+        for row in rows {
+            try db.execute(sql: "UPDATE session SET status = 'expired' WHERE pk = ?", arguments: [row.pk])
+            try audit(
+                db, row, caller: Self.sweeper, action: "session.expire",
+                detail: ["idleSince": .string(WireJSON.formatDate(Date(ms: row.lastUsedAt)))], at: now)
+        }
+        return rows.count
+    }
+
+    private func purgeSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {
+        let cutoff = now - configuration.retention.milliseconds
+        // Deleting cascades to messages and transcripts, so keep purge batches small.
+        let rows = try sessions(
+            db,
+            sql: """
+                status IN ('expired', 'closed') AND expiresAt < ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                LIMIT ?
+                """, [cutoff, now, max(1, limit / 10)])
+        for row in rows {
+            try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
+            try audit(
+                db, row, caller: Self.sweeper, action: "session.purge",
+                detail: ["status": .string(row.status.rawValue), "messages": .number(Double(row.messageCount))], at: now)
+        }
+        return rows.count == max(1, limit / 10) ? limit : rows.count
+    }
+
+    private func evictOverCap(_ db: Database, now: Int64, limit: Int) throws -> Int {
+        let cap = configuration.maxSessionsPerTenant
+        let over = try Row.fetchAll(
+            db, sql: "SELECT tenant, SUM(count) - ? FROM tenantStatus GROUP BY tenant HAVING SUM(count) > ?",
+            arguments: [cap, cap])
+        var evicted = 0
+        for tenantRow in over {
+            let tenant: String = tenantRow[0]
+            let excess: Int = tenantRow[1]
+            let rows = try sessions(
+                db,
+                sql: """
+                    tenant = ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) ORDER BY lastUsedAt LIMIT ?
+                    """, [tenant, now, min(excess, limit - evicted)])
+            for row in rows {
+                try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
+                try audit(
+                    db, row, caller: Self.sweeper, action: "session.evict",
+                    detail: ["cause": "tenant_cap", "cap": .number(Double(cap))], at: now)
+            }
+            evicted += rows.count
+            if evicted >= limit { break }
+        }
+        return evicted
+    }
+}

@@ -1,0 +1,432 @@
+import Foundation
+import GRDB
+import SessionProtocol
+
+extension SessionDatabase {
+    private enum AcquireAttempt: Sendable {
+        case granted(SessionAcquire.Result)
+        case held(holder: String, expiresAt: Int64, sessionId: String)
+    }
+
+    /// Gets or creates the session for a key and grants its lease, in one transaction, and says whether the
+    /// turn resumes or starts fresh. While another holder has the lease it waits up to `waitMs`, then
+    /// answers `lease_held` with the holder and its expiry.
+    public func acquire(_ params: SessionAcquire.Params, caller: Caller) async throws -> SessionAcquire.Result {
+        let config = configuration
+        try Validate.name(params.key, field: "key", maxBytes: config.maxKeyBytes)
+        try Validate.name(params.tool ?? "claude", field: "tool", maxBytes: 64)
+        try Validate.optionalText(params.cwd, field: "cwd", maxBytes: 4096)
+        try Validate.optionalText(params.holder, field: "holder", maxBytes: 256)
+        try Validate.range(params.waitMs, field: "waitMs", 0...86_400_000)
+        try Validate.labels(params.labels)
+        let ttlMs = try Validate.duration(
+            params.ttlSeconds, field: "ttlSeconds", default: config.defaultTTL, max: config.maxTTL)
+        let leaseMs = try Validate.duration(
+            params.leaseSeconds, field: "leaseSeconds", default: config.defaultLease, max: config.maxLease)
+        let metadata = try Validate.metadata(params.metadata, maxBytes: config.maxMetadataBytes)
+
+        let waitName = Self.waitName(tenant: caller.tenant, key: params.key)
+        let deadline = ContinuousClock.now + .milliseconds(params.waitMs ?? 0)
+        while true {
+            let attempt = try await write { db in
+                try self.acquireOnce(
+                    db, params, caller: caller, ttlMs: ttlMs, leaseMs: leaseMs, metadata: metadata)
+            }
+            switch attempt {
+            case .granted(let result):
+                return result
+            case .held(let holder, let expiresAt, let sessionId):
+                let remaining = deadline - ContinuousClock.now
+                guard remaining > .zero else {
+                    try? await write { db in
+                        try self.audit(
+                            db, tenant: caller.tenant, actor: caller.actor, sessionId: sessionId, key: params.key,
+                            action: "lease.conflict", outcome: "refused",
+                            detail: ["holder": .string(holder)], at: self.nowMs)
+                    }
+                    throw SessionError(
+                        .leaseHeld, "the session is in use by \(holder) until \(WireJSON.formatDate(Date(ms: expiresAt)))",
+                        detail: [
+                            "holder": .string(holder), "expiresAt": .string(WireJSON.formatDate(Date(ms: expiresAt))),
+                            "sessionId": .string(sessionId),
+                        ])
+                }
+                // Wake on release, or when the lease runs out and can be taken over.
+                let untilExpiry = Duration.milliseconds(max(expiresAt - nowMs, 0) + 5)
+                await leaseWaiters.wait(for: waitName, timeout: min(remaining, untilExpiry, .seconds(1)))
+                try Task.checkCancellation()
+            }
+        }
+    }
+
+    private func acquireOnce(
+        _ db: Database, _ params: SessionAcquire.Params, caller: Caller, ttlMs: Int64, leaseMs: Int64,
+        metadata: String?
+    ) throws -> AcquireAttempt {
+        let now = nowMs
+        var created = false
+        var row: SessionRow
+        if let existing = try db.sessionRow(tenant: caller.tenant, key: params.key) {
+            row = existing
+        } else {
+            try evictIfAtCap(db, caller: caller, now: now)
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO session(id, tenant, key, tool, cwd, createdAt, lastUsedAt, expiresAt, ttlSeconds,
+                                        metadata, labels)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                UUID().uuidString.lowercased(), caller.tenant, params.key, params.tool ?? "claude", params.cwd, now,
+                now, now + ttlMs, ttlMs / 1000, metadata ?? "{}", params.labels.map(JSONText.encode) ?? "[]",
+            ])
+            row = try db.sessionRow(pk: db.lastInsertedRowID)!
+            try audit(db, row, caller: caller, action: "session.create", at: now)
+            created = true
+        }
+
+        if row.hasLiveLease(now: now) {
+            return .held(holder: row.leaseHolder ?? "", expiresAt: row.leaseExpiresAt ?? now, sessionId: row.id)
+        }
+        if row.leaseToken != nil {
+            try audit(
+                db, row, caller: caller, action: "lease.takeover",
+                detail: ["previousHolder": .string(row.leaseHolder ?? ""), "previousFence": .number(Double(row.leaseFence))],
+                at: now)
+        }
+
+        // Start over after expiry or closing: forget the head so no later turn resumes it.
+        var status = row.status
+        var head = row.cliSessionId
+        var pendingFresh = row.pendingFresh
+        if status == .closed {
+            (status, head, pendingFresh) = (.active, nil, .stale)
+            try audit(db, row, caller: caller, action: "session.update", detail: ["status": "active", "cause": "reopened"], at: now)
+        } else if status == .expired || (status == .active && row.expiresAt <= now) {
+            if status == .active {
+                try audit(db, row, caller: caller, action: "session.expire", detail: ["idleSince": .string(WireJSON.formatDate(Date(ms: row.lastUsedAt)))], at: now)
+            }
+            (status, head, pendingFresh) = (.active, nil, .expired)
+        }
+
+        let decision: ResumeDecision
+        let mode: TurnMode
+        if status == .nonResumable {
+            (decision, mode) = (.fresh(.nonResumable), .fresh(.nonResumable))
+        } else if let pendingFresh {
+            (decision, mode) = (.fresh(pendingFresh), .fresh(pendingFresh))
+        } else if let head {
+            (decision, mode) = row.forkPending ? (.resume(head, fork: true), .fork) : (.resume(head), .resume)
+        } else {
+            (decision, mode) = (.fresh(.new), .fresh(.new))
+        }
+
+        let lease = Lease(
+            token: Self.randomToken(), fence: row.leaseFence + 1, holder: params.holder ?? caller.actor,
+            expiresAt: Date(ms: now + leaseMs))
+        let ttl = created ? ttlMs : Int64(row.ttlSeconds) * 1000
+        try db.cachedStatement(
+            sql: """
+                UPDATE session SET status = ?, cliSessionId = ?, pendingFresh = ?, turnMode = ?, leaseToken = ?,
+                    leaseHolder = ?, leaseFence = ?, leaseExpiresAt = ?, lastUsedAt = ?, expiresAt = ?,
+                    cwd = COALESCE(?, cwd)
+                WHERE pk = ?
+                """
+        ).execute(arguments: [
+            status.rawValue, head, pendingFresh?.rawValue, mode.rawValue, lease.token, lease.holder, lease.fence,
+            now + leaseMs, now, now + ttl, params.cwd, row.pk,
+        ])
+
+        var grantDetail: [String: JSONValue] = [
+            "fence": .number(Double(lease.fence)), "holder": .string(lease.holder),
+            "decision": .string(decision.action.rawValue),
+        ]
+        if let id = decision.cliSessionId { grantDetail["cliSessionId"] = .string(id) }
+        try audit(db, row, caller: caller, action: "lease.grant", detail: grantDetail, at: now)
+        if let reason = decision.reason {
+            try audit(db, row, caller: caller, action: "fresh_start", detail: ["cause": .string(reason.rawValue)], at: now)
+            try bump(db, tenant: caller.tenant, "freshStarts")
+        }
+
+        var transcript: TranscriptState?
+        if let id = decision.cliSessionId,
+            let size = try Int.fetchOne(
+                db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
+                arguments: [row.pk, id]), size > 0
+        {
+            transcript = TranscriptState(cliSessionId: id, size: size)
+        }
+        row = try db.sessionRow(pk: row.pk)!
+        return .granted(
+            SessionAcquire.Result(
+                session: row.info(now: now), created: created, lease: lease, decision: decision,
+                transcript: transcript))
+    }
+
+    /// Makes room for one more session when the tenant is at its cap, by evicting the least recently
+    /// used session that no one holds.
+    private func evictIfAtCap(_ db: Database, caller: Caller, now: Int64) throws {
+        let count = try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT COALESCE(SUM(count), 0) FROM tenantStatus WHERE tenant = ?"),
+            arguments: [caller.tenant]) ?? 0
+        guard count >= configuration.maxSessionsPerTenant else { return }
+        guard
+            let victim = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(SessionRow.columns) FROM session
+                        WHERE tenant = ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                        ORDER BY lastUsedAt LIMIT 1
+                        """),
+                arguments: [caller.tenant, now]
+            ).map(SessionRow.init(row:))
+        else {
+            throw SessionError(
+                .tooLarge,
+                "the tenant has \(count) sessions, its cap, and every one is in use; delete some or raise the cap")
+        }
+        try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
+        try audit(
+            db, victim, caller: caller, action: "session.evict",
+            detail: ["cause": "tenant_cap", "cap": .number(Double(configuration.maxSessionsPerTenant))], at: now)
+    }
+
+    /// Records a turn's outcome, updates counters and the chain, and releases the lease unless `keepLease`.
+    public func complete(_ params: SessionComplete.Params, caller: Caller) async throws -> SessionComplete.Result {
+        if params.outcome == .ok {
+            guard let id = params.cliSessionId else {
+                throw SessionError.invalidParams("cliSessionId is required with outcome ok")
+            }
+            try Validate.name(id, field: "cliSessionId", maxBytes: 256)
+        }
+        try Validate.optionalText(params.reason, field: "reason", maxBytes: 1024)
+        try Validate.nonNegative(params.costUsd, field: "costUsd")
+        try Validate.range(params.inputTokens, field: "inputTokens", 0...Int(Int32.max))
+        try Validate.range(params.outputTokens, field: "outputTokens", 0...Int(Int32.max))
+        try Validate.messages(params.messages ?? [], maxBytes: configuration.maxMessageBytes)
+        let maxFailures = configuration.maxConsecutiveFailures
+        let leaseMs = configuration.defaultLease.milliseconds
+
+        let result = try await writeSession(params.sessionId, caller: caller, action: SessionComplete.name) {
+            db, row, now in
+            try self.checkLease(row, params.lease, now: now)
+            var status = row.status
+            var head = row.cliSessionId
+            var mode = row.turnMode ?? (head == nil ? .fresh(.new) : .resume)
+            var consecutive = row.consecutiveFailures
+            var attempts = row.resumeAttempts
+            var successes = row.resumeSuccesses
+            var totalFailures = row.totalFailures
+            var lastFailure = row.lastFailureReason
+            var pendingFresh = row.pendingFresh
+            var forkPending = row.forkPending
+            var turns = row.turnCount
+            var chainExtended = false
+            var followUp: ResumeDecision?
+
+            switch params.outcome {
+            case .ok:
+                let reported = params.cliSessionId!
+                var chainReason: ChainReason?
+                switch mode {
+                case .resume:
+                    attempts += 1
+                    successes += 1
+                    if reported != head { chainReason = .changedByCLI }
+                case .fork:
+                    attempts += 1
+                    successes += 1
+                    if reported != head { chainReason = .forked }
+                case .fresh(let reason):
+                    if reported != head { chainReason = reason.chainReason }
+                    status = .active
+                }
+                if let chainReason {
+                    try db.cachedStatement(
+                        sql: """
+                            INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at)
+                            VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chainLink WHERE sessionPk = ?), ?, ?, ?)
+                            """
+                    ).execute(arguments: [row.pk, row.pk, reported, chainReason.rawValue, now])
+                    head = reported
+                    chainExtended = true
+                }
+                consecutive = 0
+                pendingFresh = nil
+                forkPending = false
+                turns += 1
+                var detail: [String: JSONValue] = ["cliSessionId": .string(reported)]
+                if let chainReason { detail["chainReason"] = .string(chainReason.rawValue) }
+                if mode == .resume || mode == .fork {
+                    try self.audit(db, row, caller: caller, action: "resume_ok", detail: detail, at: now)
+                    try self.bump(db, tenant: row.tenant, "resumeAttempts")
+                    try self.bump(db, tenant: row.tenant, "resumeSuccesses")
+                } else {
+                    try self.audit(db, row, caller: caller, action: "turn.complete", detail: detail, at: now)
+                }
+                try self.bump(db, tenant: row.tenant, "turns")
+            case .resumeFailed:
+                let reason = String((params.reason ?? "unknown").prefix(200))
+                attempts += 1
+                consecutive += 1
+                totalFailures += 1
+                lastFailure = reason
+                let nowNonResumable = consecutive >= maxFailures && status != .nonResumable
+                if nowNonResumable { status = .nonResumable }
+                mode = .fresh(.resumeFailed)
+                followUp = .fresh(.resumeFailed)
+                try self.audit(
+                    db, row, caller: caller, action: "resume_failed", outcome: "failed",
+                    detail: [
+                        "reason": .string(reason), "cliSessionId": head.map(JSONValue.string) ?? .null,
+                        "consecutiveFailures": .number(Double(consecutive)), "nonResumable": .bool(status == .nonResumable),
+                    ], at: now)
+                try self.bump(db, tenant: row.tenant, "resumeAttempts")
+                try self.bump(db, tenant: row.tenant, "resumeFailures")
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO tenantFailureReason(tenant, reason, count) VALUES (?, ?, 1)
+                        ON CONFLICT(tenant, reason) DO UPDATE SET count = count + 1
+                        """
+                ).execute(arguments: [row.tenant, reason])
+            case .error:
+                try self.audit(
+                    db, row, caller: caller, action: "turn.complete", outcome: "failed",
+                    detail: ["reason": .string(params.reason ?? "unknown")], at: now)
+                try self.bump(db, tenant: row.tenant, "turnErrors")
+            }
+
+            if let messages = params.messages, !messages.isEmpty {
+                _ = try self.appendMessages(db, row: row, messages: messages, now: now)
+            }
+            let keep = params.keepLease ?? false
+            if !keep {
+                try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
+            }
+            try db.cachedStatement(
+                sql: """
+                    UPDATE session SET status = ?, cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
+                        resumeAttempts = ?, resumeSuccesses = ?, totalFailures = ?, lastFailureReason = ?,
+                        pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?,
+                        inputTokens = inputTokens + ?, outputTokens = outputTokens + ?, lastUsedAt = ?,
+                        expiresAt = ? + ttlSeconds * 1000,
+                        leaseToken = CASE WHEN ? THEN leaseToken END,
+                        leaseHolder = CASE WHEN ? THEN leaseHolder END,
+                        leaseExpiresAt = CASE WHEN ? THEN ? END
+                    WHERE pk = ?
+                    """
+            ).execute(arguments: [
+                status.rawValue, head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
+                lastFailure, pendingFresh?.rawValue, forkPending, turns, params.costUsd ?? 0,
+                params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
+                row.pk,
+            ])
+            let updated = try db.sessionRow(pk: row.pk)!
+            let lease =
+                keep
+                ? Lease(
+                    token: params.lease.token, fence: row.leaseFence, holder: row.leaseHolder ?? caller.actor,
+                    expiresAt: Date(ms: now + leaseMs)) : nil
+            return (
+                SessionComplete.Result(
+                    session: updated.info(now: now), chainExtended: chainExtended, lease: lease,
+                    decision: keep ? (followUp ?? self.decision(for: updated)) : nil),
+                Self.waitName(tenant: row.tenant, key: row.key), keep
+            )
+        }
+        if !result.2 { leaseWaiters.notify(result.1) }
+        return result.0
+    }
+
+    /// What a follow-up turn under a kept lease does.
+    private func decision(for row: SessionRow) -> ResumeDecision {
+        if row.status == .nonResumable { return .fresh(.nonResumable) }
+        if let head = row.cliSessionId { return .resume(head) }
+        return .fresh(.new)
+    }
+
+    /// Refuses a write whose lease is not the current, unexpired grant.
+    func checkLease(_ row: SessionRow, _ proof: LeaseProof, now: Int64) throws {
+        guard let token = row.leaseToken, row.leaseFence == proof.fence, constantTimeEquals(token, proof.token)
+        else {
+            throw SessionError(
+                .staleLease,
+                "the lease is not current: it was released, or expired and was taken over (current fence \(row.leaseFence))",
+                detail: ["currentFence": .number(Double(row.leaseFence))])
+        }
+        guard let expiresAt = row.leaseExpiresAt, expiresAt > now else {
+            throw SessionError(
+                .staleLease, "the lease expired at \(WireJSON.formatDate(Date(ms: row.leaseExpiresAt ?? 0)))",
+                detail: ["currentFence": .number(Double(row.leaseFence))])
+        }
+    }
+
+    /// Extends a held lease.
+    public func renew(_ params: SessionRenew.Params, caller: Caller) async throws -> SessionRenew.Result {
+        let leaseMs = try Validate.duration(
+            params.leaseSeconds, field: "leaseSeconds", default: configuration.defaultLease,
+            max: configuration.maxLease)
+        return try await writeSession(params.sessionId, caller: caller, action: SessionRenew.name) { db, row, now in
+            try self.checkLease(row, params.lease, now: now)
+            try db.cachedStatement(sql: "UPDATE session SET leaseExpiresAt = ?, lastUsedAt = ? WHERE pk = ?")
+                .execute(arguments: [now + leaseMs, now, row.pk])
+            return SessionRenew.Result(
+                lease: Lease(
+                    token: params.lease.token, fence: row.leaseFence, holder: row.leaseHolder ?? caller.actor,
+                    expiresAt: Date(ms: now + leaseMs)))
+        }
+    }
+
+    /// Gives a lease back without recording a turn. Releasing a lease that is already released is not an error.
+    public func release(_ params: SessionRelease.Params, caller: Caller) async throws -> SessionRelease.Result {
+        let (released, waitName) = try await writeSession(params.sessionId, caller: caller, action: SessionRelease.name) {
+            db, row, now -> (Bool, String) in
+            let name = Self.waitName(tenant: row.tenant, key: row.key)
+            if row.leaseToken == nil, row.leaseFence == params.lease.fence { return (false, name) }
+            guard let token = row.leaseToken, row.leaseFence == params.lease.fence,
+                constantTimeEquals(token, params.lease.token)
+            else {
+                try self.checkLease(row, params.lease, now: now)
+                return (false, name)
+            }
+            try db.cachedStatement(
+                sql: "UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?"
+            ).execute(arguments: [row.pk])
+            try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
+            return (true, name)
+        }
+        if released { leaseWaiters.notify(waitName) }
+        return SessionRelease.Result(released: released)
+    }
+
+    /// Inserts messages after the session's last sequence number.
+    func appendMessages(_ db: Database, row: SessionRow, messages: [NewMessage], now: Int64) throws -> (Int, Int) {
+        let first = try (Int.fetchOne(
+            db.cachedStatement(sql: "SELECT messageCount FROM session WHERE pk = ?"), arguments: [row.pk]) ?? 0) + 1
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO message(sessionPk, seq, role, content, inputTokens, outputTokens, at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+        for (offset, message) in messages.enumerated() {
+            try insert.execute(arguments: [
+                row.pk, first + offset, message.role.rawValue, message.content, message.inputTokens,
+                message.outputTokens, now,
+            ])
+        }
+        try db.cachedStatement(sql: "UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
+            .execute(arguments: [messages.count, row.pk])
+        return (first, first + messages.count - 1)
+    }
+}
+
+extension FreshReason {
+    /// The chain reason of the first id a fresh start of this kind produces.
+    var chainReason: ChainReason {
+        switch self {
+        case .new, .stale: .created
+        case .expired: .freshAfterExpiry
+        case .nonResumable, .resumeFailed: .freshAfterFailure
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+import Logging
+import SessionProtocol
+
+/// Who performs a store operation: the tenant every query is scoped to, and the actor named in the audit log.
+public struct Caller: Sendable, Equatable {
+    public var tenant: String
+    public var actor: String
+
+    public init(tenant: String, actor: String) {
+        self.tenant = tenant
+        self.actor = actor
+    }
+}
+
+/// The time source of the store; tests advance a manual clock instead of sleeping.
+public struct StoreClock: Sendable {
+    public var now: @Sendable () -> Date
+
+    public init(now: @escaping @Sendable () -> Date) {
+        self.now = now
+    }
+
+    public static let system = StoreClock { Date() }
+}
+
+/// Why the store could not open a database file. The message says what to do.
+public struct StoreOpenError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The session registry on SQLite: a `DatabasePool` in WAL mode, a private migrator, and named
+/// operations that keep the data's invariants.
+///
+/// Writes go through one ``WriteQueue`` (group commit); reads run on the pool's readers and never wait
+/// for writes. Every operation is scoped to the caller's tenant.
+public final class SessionDatabase: Sendable {
+    let dbWriter: any DatabaseWriter
+    let writes: WriteQueue
+    let leaseWaiters = LeaseWaiters()
+    public let configuration: StoreConfiguration
+    let clock: StoreClock
+    let logger: Logger
+    /// The database file, or `nil` in memory.
+    public let path: String?
+
+    private init(
+        dbWriter: any DatabaseWriter, path: String?, configuration: StoreConfiguration, clock: StoreClock,
+        logger: Logger
+    ) throws {
+        self.dbWriter = dbWriter
+        self.path = path
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+        self.writes = WriteQueue(writer: dbWriter, maxBatch: configuration.maxWriteBatch)
+
+        let migrator = Schema.makeMigrator()
+        let superseded = try dbWriter.read { db in try migrator.hasBeenSuperseded(db) }
+        if superseded {
+            let applied = try dbWriter.read { db in try migrator.appliedIdentifiers(db) }
+            let unknown = applied.subtracting(Schema.migrationNames).sorted()
+            throw StoreOpenError(
+                description: """
+                    the database\(path.map { " at \($0)" } ?? "") has a newer schema than this sessiond \
+                    (unknown migrations: \(unknown.joined(separator: ", "))); run a newer sessiond or use another --db
+                    """)
+        }
+        try migrator.migrate(dbWriter)
+    }
+
+    /// Opens (creating if needed) the registry at `path`, in WAL mode, and applies pending migrations.
+    ///
+    /// - Throws: ``StoreOpenError`` with a clear message for a file that is not a database, is read-only,
+    ///   is locked, or has a newer schema than this binary. It never replaces an existing file.
+    public static func open(
+        path: String, configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
+        logger: Logger = Logger(label: "sessiond.store")
+    ) throws -> SessionDatabase {
+        let url = URL(fileURLWithPath: path)
+        try? FileManager.default.createDirectory(
+            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        do {
+            let pool = try DatabasePool(path: path, configuration: makeConfiguration(configuration))
+            if configuration.synchronous == .full {
+                // The pool resets `synchronous` to NORMAL when it turns WAL on, so apply FULL afterwards.
+                try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            }
+            return try SessionDatabase(
+                dbWriter: pool, path: path, configuration: configuration, clock: clock, logger: logger)
+        } catch let error as StoreOpenError {
+            throw error
+        } catch let error as DatabaseError {
+            throw StoreOpenError(description: describeOpenFailure(error, path: path))
+        }
+    }
+
+    /// An in-memory registry with the same schema and configuration, for tests.
+    public static func inMemory(
+        configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
+        logger: Logger = Logger(label: "sessiond.store")
+    ) throws -> SessionDatabase {
+        let queue = try DatabaseQueue(configuration: makeConfiguration(configuration))
+        return try SessionDatabase(
+            dbWriter: queue, path: nil, configuration: configuration, clock: clock, logger: logger)
+    }
+
+    /// The one place that sets connection options.
+    static func makeConfiguration(_ store: StoreConfiguration) -> Configuration {
+        var config = Configuration()
+        config.busyMode = .timeout(TimeInterval(store.busyTimeout.milliseconds) / 1000)
+        config.foreignKeysEnabled = true
+        config.maximumReaderCount = 8
+        let maxPageCount = store.maxPageCount
+        config.prepareDatabase { db in
+            if let maxPageCount {
+                try db.execute(sql: "PRAGMA max_page_count = \(maxPageCount)")
+            }
+        }
+        return config
+    }
+
+    private static func describeOpenFailure(_ error: DatabaseError, path: String) -> String {
+        switch error.resultCode {
+        case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+            "\(path) is not a sessiond database (or it is corrupt); move it aside or pass another --db"
+        case .SQLITE_READONLY, .SQLITE_PERM:
+            "\(path) is read-only; sessiond needs write access to the file and its directory"
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            "\(path) is locked by another process; stop it or pass another --db"
+        case .SQLITE_CANTOPEN:
+            "cannot open \(path): check that the directory exists and is writable"
+        case .SQLITE_FULL:
+            "\(path): the disk is full"
+        default:
+            "cannot open \(path): \(error.message ?? "\(error.resultCode)")"
+        }
+    }
+
+    /// Runs a read on one of the pool's readers, off the caller's thread.
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await dbWriter.read(body)
+        } catch {
+            throw StoreFault.map(error)
+        }
+    }
+
+    /// Runs a write in the next group-commit transaction.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writes.write(body)
+    }
+
+    /// Copies the WAL into the database file and truncates the WAL (on shutdown).
+    public func checkpoint() throws {
+        guard dbWriter is DatabasePool else { return }
+        try dbWriter.writeWithoutTransaction { db in
+            _ = try db.checkpoint(.truncate)
+        }
+    }
+
+    /// The migrations applied to this database, newest last.
+    public func schemaVersion() async throws -> String {
+        try await read { db in try Schema.makeMigrator().appliedMigrations(db).last ?? "none" }
+    }
+
+    /// Runs a raw read-only SQL check (for tests and diagnostics): `PRAGMA integrity_check` and the like.
+    public func readValue<T: DatabaseValueConvertible & Sendable>(sql: String) async throws -> T? {
+        try await read { db in try T.fetchOne(db, sql: sql) }
+    }
+
+    /// The names of the migrations this binary carries, in order.
+    public static var migrationNames: [String] { Schema.migrationNames }
+
+    /// The raw SQL of each embedded migration, keyed by name (tests compare it with `schema/`).
+    public static var embeddedSchema: [String: String] {
+        Dictionary(uniqueKeysWithValues: Schema.files.map { ($0.name, String(decoding: $0.sql, as: UTF8.self)) })
+    }
+
+    var nowMs: Int64 { Int64((clock.now().timeIntervalSince1970 * 1000).rounded()) }
+}
+
+extension Date {
+    init(ms: Int64) {
+        self.init(timeIntervalSince1970: Double(ms) / 1000)
+    }
+}

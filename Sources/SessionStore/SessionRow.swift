@@ -1,0 +1,176 @@
+import Foundation
+import GRDB
+import SessionProtocol
+
+/// A `session` row as stored. It never leaves the store: ``info(now:)`` converts it to the wire type.
+struct SessionRow: Sendable {
+    static let columns = """
+        pk, id, tenant, key, tool, cwd, cliSessionId, status, createdAt, lastUsedAt, expiresAt, ttlSeconds, \
+        turnCount, resumeAttempts, resumeSuccesses, consecutiveFailures, totalFailures, lastFailureReason, \
+        costUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, \
+        forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt
+        """
+
+    var pk: Int64
+    var id: String
+    var tenant: String
+    var key: String
+    var tool: String
+    var cwd: String?
+    var cliSessionId: String?
+    var status: SessionStatus
+    var createdAt: Int64
+    var lastUsedAt: Int64
+    var expiresAt: Int64
+    var ttlSeconds: Int
+    var turnCount: Int
+    var resumeAttempts: Int
+    var resumeSuccesses: Int
+    var consecutiveFailures: Int
+    var totalFailures: Int
+    var lastFailureReason: String?
+    var costUsd: Double
+    var inputTokens: Int
+    var outputTokens: Int
+    var messageCount: Int
+    var transcriptBytes: Int
+    var metadata: String
+    var labels: String
+    var parentId: String?
+    var forkPending: Bool
+    var pendingFresh: FreshReason?
+    var turnMode: TurnMode?
+    var leaseToken: String?
+    var leaseHolder: String?
+    var leaseFence: Int64
+    var leaseExpiresAt: Int64?
+
+    init(row: Row) {
+        pk = row[0]
+        id = row[1]
+        tenant = row[2]
+        key = row[3]
+        tool = row[4]
+        cwd = row[5]
+        cliSessionId = row[6]
+        status = SessionStatus(rawValue: row[7]) ?? .active
+        createdAt = row[8]
+        lastUsedAt = row[9]
+        expiresAt = row[10]
+        ttlSeconds = row[11]
+        turnCount = row[12]
+        resumeAttempts = row[13]
+        resumeSuccesses = row[14]
+        consecutiveFailures = row[15]
+        totalFailures = row[16]
+        lastFailureReason = row[17]
+        costUsd = row[18]
+        inputTokens = row[19]
+        outputTokens = row[20]
+        messageCount = row[21]
+        transcriptBytes = row[22]
+        metadata = row[23]
+        labels = row[24]
+        parentId = row[25]
+        forkPending = row[26]
+        pendingFresh = (row[27] as String?).flatMap(FreshReason.init(rawValue:))
+        turnMode = (row[28] as String?).flatMap(TurnMode.init(rawValue:))
+        leaseToken = row[29]
+        leaseHolder = row[30]
+        leaseFence = row[31]
+        leaseExpiresAt = row[32]
+    }
+
+    /// Whether a lease is held and unexpired at `now`.
+    func hasLiveLease(now: Int64) -> Bool {
+        leaseToken != nil && (leaseExpiresAt ?? 0) > now
+    }
+
+    func info(now: Int64) -> SessionInfo {
+        SessionInfo(
+            id: id, tenant: tenant, key: key, tool: tool, cwd: cwd, cliSessionId: cliSessionId,
+            status: status, createdAt: Date(ms: createdAt), lastUsedAt: Date(ms: lastUsedAt),
+            expiresAt: Date(ms: expiresAt), ttlSeconds: ttlSeconds, turnCount: turnCount,
+            resumeAttempts: resumeAttempts, resumeSuccesses: resumeSuccesses,
+            consecutiveFailures: consecutiveFailures, totalFailures: totalFailures,
+            lastFailureReason: lastFailureReason, costUsd: costUsd, inputTokens: inputTokens,
+            outputTokens: outputTokens, messageCount: messageCount, transcriptBytes: transcriptBytes,
+            metadata: JSONText.decodeObject(metadata), labels: JSONText.decodeStrings(labels), parentId: parentId,
+            lease: hasLiveLease(now: now)
+                ? LeaseState(holder: leaseHolder ?? "", fence: leaseFence, expiresAt: Date(ms: leaseExpiresAt ?? 0))
+                : nil)
+    }
+}
+
+/// What the turn under the current lease does, as stored in `session.turnMode`.
+enum TurnMode: Sendable, Equatable, RawRepresentable {
+    case resume
+    case fork
+    case fresh(FreshReason)
+
+    init?(rawValue: String) {
+        switch rawValue {
+        case "resume": self = .resume
+        case "fork": self = .fork
+        default:
+            guard rawValue.hasPrefix("fresh:"),
+                let reason = FreshReason(rawValue: String(rawValue.dropFirst("fresh:".count)))
+            else { return nil }
+            self = .fresh(reason)
+        }
+    }
+
+    var rawValue: String {
+        switch self {
+        case .resume: "resume"
+        case .fork: "fork"
+        case .fresh(let reason): "fresh:\(reason.rawValue)"
+        }
+    }
+}
+
+/// JSON text columns (metadata, labels, audit detail) to and from wire values.
+enum JSONText {
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func encode(_ value: some Encodable) -> String {
+        (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    static func decodeObject(_ text: String) -> [String: JSONValue] {
+        if text == "{}" { return [:] }
+        return (try? JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8))) ?? [:]
+    }
+
+    static func decodeStrings(_ text: String) -> [String] {
+        if text == "[]" { return [] }
+        return (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+}
+
+extension Database {
+    /// The session row with this public id in any tenant.
+    func sessionRow(id: String) throws -> SessionRow? {
+        try Row.fetchOne(
+            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), arguments: [id]
+        ).map(SessionRow.init(row:))
+    }
+
+    /// The session row for a tenant's key.
+    func sessionRow(tenant: String, key: String) throws -> SessionRow? {
+        try Row.fetchOne(
+            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"),
+            arguments: [tenant, key]
+        ).map(SessionRow.init(row:))
+    }
+
+    func sessionRow(pk: Int64) throws -> SessionRow? {
+        try Row.fetchOne(
+            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), arguments: [pk]
+        ).map(SessionRow.init(row:))
+    }
+}
