@@ -23,6 +23,8 @@ CREATE TABLE session (
     totalFailures INTEGER NOT NULL DEFAULT 0,
     lastFailureReason TEXT,
     costUsd REAL NOT NULL DEFAULT 0,
+    -- The cumulative cost the CLI last reported for the head (Claude Code reports a running total).
+    cliCostUsd REAL NOT NULL DEFAULT 0,
     inputTokens INTEGER NOT NULL DEFAULT 0,
     outputTokens INTEGER NOT NULL DEFAULT 0,
     messageCount INTEGER NOT NULL DEFAULT 0,

@@ -30,6 +30,14 @@ public struct SessionError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let overloaded = Code(rawValue: "overloaded")
         public static let timeout = Code(rawValue: "timeout")
 
+        // Client-side errors: they never come from the server.
+        /// The client could not connect to the server.
+        public static let connectFailed = Code(rawValue: "connect_failed")
+        /// The connection closed before the response arrived.
+        public static let connectionClosed = Code(rawValue: "connection_closed")
+        /// The server sent something that is not valid framing or JSON-RPC.
+        public static let protocolError = Code(rawValue: "protocol_error")
+
         /// The numeric JSON-RPC error code for this reason (see docs/PROTOCOL.md).
         public var rpcCode: Int {
             Self.rpcCodes[self] ?? -32000

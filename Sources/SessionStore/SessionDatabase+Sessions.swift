@@ -154,13 +154,13 @@ extension SessionDatabase {
             try db.execute(
                 sql: """
                     INSERT INTO session(id, tenant, key, tool, cwd, cliSessionId, createdAt, lastUsedAt, expiresAt,
-                                        ttlSeconds, metadata, labels, parentId, forkPending)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        ttlSeconds, metadata, labels, parentId, forkPending, cliCostUsd)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     UUID().uuidString.lowercased(), caller.tenant, params.key, parent.tool, parent.cwd,
                     parent.cliSessionId, now, now, now + ttlMs, parent.ttlSeconds, parent.metadata, parent.labels,
-                    parent.id, parent.cliSessionId != nil,
+                    parent.id, parent.cliSessionId != nil, parent.cliCostUsd,
                 ])
             let child = try db.sessionRow(pk: db.lastInsertedRowID)!
             // The child carries the parent's transcript for the head it will fork from.

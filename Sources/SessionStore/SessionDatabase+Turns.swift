@@ -201,6 +201,7 @@ extension SessionDatabase {
         }
         try Validate.optionalText(params.reason, field: "reason", maxBytes: 1024)
         try Validate.nonNegative(params.costUsd, field: "costUsd")
+        try Validate.nonNegative(params.cliTotalCostUsd, field: "cliTotalCostUsd")
         try Validate.range(params.inputTokens, field: "inputTokens", 0...Int(Int32.max))
         try Validate.range(params.outputTokens, field: "outputTokens", 0...Int(Int32.max))
         try Validate.messages(params.messages ?? [], maxBytes: configuration.maxMessageBytes)
@@ -221,6 +222,8 @@ extension SessionDatabase {
             var pendingFresh = row.pendingFresh
             var forkPending = row.forkPending
             var turns = row.turnCount
+            var cliCost = row.cliCostUsd
+            var addedCost = params.costUsd ?? 0
             var chainExtended = false
             var followUp: ResumeDecision?
 
@@ -250,6 +253,12 @@ extension SessionDatabase {
                     ).execute(arguments: [row.pk, row.pk, reported, chainReason.rawValue, now])
                     head = reported
                     chainExtended = true
+                }
+                if let total = params.cliTotalCostUsd {
+                    // Same id (or a fork, which inherits its parent's total): add what is new since the last report.
+                    let previous = (reported == row.cliSessionId || mode == .fork) ? row.cliCostUsd : 0
+                    addedCost += max(0, total - previous)
+                    cliCost = total
                 }
                 consecutive = 0
                 pendingFresh = nil
@@ -307,7 +316,7 @@ extension SessionDatabase {
                 sql: """
                     UPDATE session SET status = ?, cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
                         resumeAttempts = ?, resumeSuccesses = ?, totalFailures = ?, lastFailureReason = ?,
-                        pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?,
+                        pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?, cliCostUsd = ?,
                         inputTokens = inputTokens + ?, outputTokens = outputTokens + ?, lastUsedAt = ?,
                         expiresAt = ? + ttlSeconds * 1000,
                         leaseToken = CASE WHEN ? THEN leaseToken END,
@@ -317,7 +326,7 @@ extension SessionDatabase {
                     """
             ).execute(arguments: [
                 status.rawValue, head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
-                lastFailure, pendingFresh?.rawValue, forkPending, turns, params.costUsd ?? 0,
+                lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
                 row.pk,
             ])

@@ -7,7 +7,7 @@ struct SessionRow: Sendable {
     static let columns = """
         pk, id, tenant, key, tool, cwd, cliSessionId, status, createdAt, lastUsedAt, expiresAt, ttlSeconds, \
         turnCount, resumeAttempts, resumeSuccesses, consecutiveFailures, totalFailures, lastFailureReason, \
-        costUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, \
+        costUsd, cliCostUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, \
         forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt
         """
 
@@ -30,6 +30,7 @@ struct SessionRow: Sendable {
     var totalFailures: Int
     var lastFailureReason: String?
     var costUsd: Double
+    var cliCostUsd: Double
     var inputTokens: Int
     var outputTokens: Int
     var messageCount: Int
@@ -65,20 +66,21 @@ struct SessionRow: Sendable {
         totalFailures = row[16]
         lastFailureReason = row[17]
         costUsd = row[18]
-        inputTokens = row[19]
-        outputTokens = row[20]
-        messageCount = row[21]
-        transcriptBytes = row[22]
-        metadata = row[23]
-        labels = row[24]
-        parentId = row[25]
-        forkPending = row[26]
-        pendingFresh = (row[27] as String?).flatMap(FreshReason.init(rawValue:))
-        turnMode = (row[28] as String?).flatMap(TurnMode.init(rawValue:))
-        leaseToken = row[29]
-        leaseHolder = row[30]
-        leaseFence = row[31]
-        leaseExpiresAt = row[32]
+        cliCostUsd = row[19]
+        inputTokens = row[20]
+        outputTokens = row[21]
+        messageCount = row[22]
+        transcriptBytes = row[23]
+        metadata = row[24]
+        labels = row[25]
+        parentId = row[26]
+        forkPending = row[27]
+        pendingFresh = (row[28] as String?).flatMap(FreshReason.init(rawValue:))
+        turnMode = (row[29] as String?).flatMap(TurnMode.init(rawValue:))
+        leaseToken = row[30]
+        leaseHolder = row[31]
+        leaseFence = row[32]
+        leaseExpiresAt = row[33]
     }
 
     /// Whether a lease is held and unexpired at `now`.

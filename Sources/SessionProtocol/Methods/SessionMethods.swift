@@ -87,7 +87,11 @@ public enum SessionComplete: RPCMethod {
         public var cliSessionId: String?
         /// Why the turn failed (with `resume_failed` and `error`).
         public var reason: String?
+        /// This turn's cost, added to the session's total.
         public var costUsd: Double?
+        /// The CLI's running total for the reported id (Claude Code's `total_cost_usd`); the store adds the
+        /// difference from the total last reported for that id.
+        public var cliTotalCostUsd: Double?
         public var inputTokens: Int?
         public var outputTokens: Int?
         public var messages: [NewMessage]?
@@ -95,9 +99,10 @@ public enum SessionComplete: RPCMethod {
         public var keepLease: Bool?
         public init(
             sessionId: String, lease: LeaseProof, outcome: TurnOutcome, cliSessionId: String? = nil,
-            reason: String? = nil, costUsd: Double? = nil, inputTokens: Int? = nil, outputTokens: Int? = nil,
-            messages: [NewMessage]? = nil, keepLease: Bool? = nil
+            reason: String? = nil, costUsd: Double? = nil, cliTotalCostUsd: Double? = nil, inputTokens: Int? = nil,
+            outputTokens: Int? = nil, messages: [NewMessage]? = nil, keepLease: Bool? = nil
         ) {
+            self.cliTotalCostUsd = cliTotalCostUsd
             self.sessionId = sessionId
             self.lease = lease
             self.outcome = outcome
