@@ -38,6 +38,8 @@ public struct RPCRequestHead: Decodable, Sendable {
     public var id: RPCID?
     /// Whether the message had an `id` member at all (absent means notification).
     public var hasID: Bool
+    /// Whether `id` is present but neither a number, a string nor `null`.
+    public var hasInvalidID: Bool
 
     enum CodingKeys: String, CodingKey { case jsonrpc, method, id }
 
@@ -47,6 +49,7 @@ public struct RPCRequestHead: Decodable, Sendable {
         method = try? container.decodeIfPresent(String.self, forKey: .method)
         hasID = container.contains(.id)
         id = try? container.decodeIfPresent(RPCID.self, forKey: .id)
+        hasInvalidID = hasID && id == nil && !((try? container.decodeNil(forKey: .id)) ?? false)
     }
 }
 
@@ -189,6 +192,21 @@ public enum RPCAccess: Sendable {
 /// Params or result with no fields.
 public struct Empty: Codable, Sendable, Equatable {
     public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        _ = try decoder.container(keyedBy: AnyKey.self)  // must be an object, even with no members
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        _ = encoder.container(keyedBy: AnyKey.self)
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 }
 
 /// The protocol version this build speaks.

@@ -46,18 +46,20 @@ public final class RPCServer: Service, Sendable {
     let router: Router
     private let logger: Logger
     private let onListening: @Sendable ([Listener]) -> Void
+    private let onShutdown: @Sendable () -> Void
     private let shuttingDown = Atomic<Bool>(false)
     private let state = Mutex(State())
     private let connectionGauge = Gauge(label: "sessiond_connections")
 
     init(
         configuration: Configuration, router: Router, logger: Logger,
-        onListening: @escaping @Sendable ([Listener]) -> Void
+        onListening: @escaping @Sendable ([Listener]) -> Void, onShutdown: @escaping @Sendable () -> Void = {}
     ) {
         self.configuration = configuration
         self.router = router
         self.logger = logger
         self.onListening = onListening
+        self.onShutdown = onShutdown
     }
 
     /// How many connections are open.
@@ -114,6 +116,7 @@ public final class RPCServer: Service, Sendable {
         if let tcp = configuration.tcp {
             let channel = try await bootstrap
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: tcp.host, port: tcp.port, childChannelInitializer: initializer)
             let address = channel.channel.localAddress
             let host = address?.ipAddress ?? tcp.host
@@ -122,7 +125,7 @@ public final class RPCServer: Service, Sendable {
             bound.append((Listener(kind: "tcp", address: shown, port: port), channel))
         }
         if let path = configuration.unixSocketPath {
-            let channel = try await bootstrap.bind(
+            let channel = try await bootstrap.childChannelOption(.allowRemoteHalfClosure, value: true).bind(
                 unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
             bound.append((Listener(kind: "unix", address: path, port: nil), channel))
         }
@@ -221,6 +224,7 @@ public final class RPCServer: Service, Sendable {
         let (listeners, connections) = state.withLock { ($0.listeners, Array($0.connections.values)) }
         logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
         for listener in listeners { listener.close(promise: nil) }
+        onShutdown()
         for connection in connections where connection.inFlight.load(ordering: .relaxed) == 0 {
             connection.channel.close(promise: nil)
         }

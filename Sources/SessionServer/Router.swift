@@ -66,8 +66,22 @@ public struct Router: Sendable {
         let head: RPCRequestHead
         do {
             head = try Wire.decoder.decode(RPCRequestHead.self, from: frame)
+        } catch let error as DecodingError {
+            if case .typeMismatch = error {
+                // Valid JSON, but not an object: an array (a batch) or a scalar.
+                let batch = frame.readableBytesView.first(where: { !" \t\r\n".utf8.contains($0) }) == UInt8(ascii: "[")
+                return Self.failure(
+                    id: nil,
+                    SessionError(
+                        .invalidRequest,
+                        batch ? "batches are not supported; send one request per frame" : "a request must be a JSON object"))
+            }
+            return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error, frame: frame)))
         } catch {
             return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error, frame: frame)))
+        }
+        guard !head.hasInvalidID else {
+            return Self.failure(id: nil, SessionError(.invalidRequest, "id must be an integer or a string"))
         }
         guard head.jsonrpc == "2.0" else {
             return Self.failure(id: head.id, SessionError(.invalidRequest, "jsonrpc must be \"2.0\""))
@@ -75,8 +89,9 @@ public struct Router: Sendable {
         guard let method = head.method else {
             return Self.failure(id: head.id, SessionError(.invalidRequest, "method is missing or not a string"))
         }
-        // A request without an id is a notification: sessiond defines none, so it is dropped unanswered.
-        guard head.hasID else { return nil }
+        // A request without an id (or with a null id) is a notification: sessiond defines none, so it is
+        // dropped unanswered.
+        guard head.id != nil else { return nil }
 
         var logger = logger
         logger[metadataKey: "rpc.method"] = "\(method)"
@@ -156,13 +171,6 @@ enum Wire {
     }
 
     static func describeParse(_ error: any Error, frame: ByteBuffer) -> String {
-        if frame.readableBytesView.first != UInt8(ascii: "{") {
-            let first = frame.readableBytesView.first.map { Character(UnicodeScalar($0)) }
-            if first == "[" { return "batches are not supported; send one request per frame" }
-        }
-        if let error = error as? DecodingError, case .typeMismatch = error {
-            return "a request must be a JSON object"
-        }
         if let error = error as? DecodingError, case .dataCorrupted(let context) = error {
             return "not valid JSON: \(context.underlyingError.map { "\($0)" } ?? context.debugDescription)".prefix(300)
                 .description

@@ -23,7 +23,9 @@ public struct Sessiond: Sendable {
             store: store, authenticator: authenticator, configuration: configuration, startedAt: startedAt,
             connectionCount: { box.server?.connectionCount ?? 0 },
             isShuttingDown: { box.server?.isShuttingDown ?? false })
-        let server = RPCServer(configuration: configuration, router: router, logger: logger, onListening: onListening)
+        let server = RPCServer(
+            configuration: configuration, router: router, logger: logger, onListening: onListening,
+            onShutdown: { store.stopWaiting() })
         box.server = server
         self.store = store
         self.server = server

@@ -9,6 +9,17 @@ final class LeaseWaiters: Sendable {
 
     private let slots = Mutex<[String: [UInt64: Slot]]>([:])
     private let nextID = Atomic<UInt64>(0)
+    private let stopped = Atomic<Bool>(false)
+
+    /// Whether ``stop()`` was called: waiting is over for good.
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    /// Wakes every waiter now and makes later waits return at once (on shutdown).
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        let names = slots.withLock { Array($0.keys) }
+        for name in names { notify(name) }
+    }
 
     /// Suspends until ``notify(_:)`` for `name`, the timeout, or cancellation, whichever comes first.
     func wait(for name: String, timeout: Duration) async {
@@ -18,6 +29,7 @@ final class LeaseWaiters: Sendable {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
                         let resumeNow = self.slots.withLock { slots -> Bool in
+                            if self.isStopped { return true }
                             if case .cancelled = slots[name]?[id] {
                                 slots[name]?[id] = nil
                                 return true

@@ -55,6 +55,9 @@ extension SessionDatabase {
                 let untilExpiry = Duration.milliseconds(max(expiresAt - nowMs, 0) + 5)
                 await leaseWaiters.wait(for: waitName, timeout: min(remaining, untilExpiry, .seconds(1)))
                 try Task.checkCancellation()
+                if leaseWaiters.isStopped {
+                    throw SessionError(.shuttingDown, "the server is shutting down; retry the acquire later")
+                }
             }
         }
     }

@@ -152,6 +152,11 @@ public final class SessionDatabase: Sendable {
         try await writes.write(body)
     }
 
+    /// Ends every `acquire` that waits for a lease with `shutting_down`, now and from now on.
+    public func stopWaiting() {
+        leaseWaiters.stop()
+    }
+
     /// Copies the WAL into the database file and truncates the WAL (on shutdown).
     public func checkpoint() throws {
         guard dbWriter is DatabasePool else { return }

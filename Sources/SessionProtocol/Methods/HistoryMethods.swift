@@ -181,7 +181,7 @@ public enum RegistryStats: RPCMethod {
     }
 
     public struct AgeBucket: Codable, Sendable, Equatable {
-        /// Upper bound of the bucket ("1h", "1d", "7d", "30d", "older").
+        /// Upper bound of the bucket's age: "1d", "7d", "30d", "90d" or "older".
         public var le: String
         public var count: Int
         public init(le: String, count: Int) {

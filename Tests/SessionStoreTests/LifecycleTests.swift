@@ -1,0 +1,275 @@
+import Foundation
+import SessionProtocol
+import SessionStore
+import Testing
+
+@Suite struct LifecycleTests {
+    @Test func firstAcquireCreatesAndStartsFreshThenResumes() async throws {
+        let store = try makeStore()
+        let first = try await store.acquire(.init(key: "plan:42", cwd: "/work"), caller: alice)
+        #expect(first.created)
+        #expect(first.decision == .fresh(.new))
+        #expect(first.lease.fence == 1)
+        #expect(first.session.cwd == "/work")
+        #expect(first.session.lease?.holder == "alice")
+
+        let done = try await store.complete(
+            .init(
+                sessionId: first.session.id, lease: first.lease.proof, outcome: .ok, cliSessionId: "cli-1",
+                costUsd: 0.25, inputTokens: 10, outputTokens: 20,
+                messages: [.init(role: .user, content: "hi"), .init(role: .assistant, content: "hello")]),
+            caller: alice)
+        #expect(done.chainExtended)
+        #expect(done.session.cliSessionId == "cli-1")
+        #expect(done.session.turnCount == 1)
+        #expect(done.session.messageCount == 2)
+        #expect(done.session.costUsd == 0.25)
+        #expect(done.session.lease == nil)
+
+        let second = try await store.acquire(.init(key: "plan:42"), caller: alice)
+        #expect(!second.created)
+        #expect(second.session.id == first.session.id)
+        #expect(second.decision == .resume("cli-1"))
+        #expect(second.lease.fence == 2)
+
+        let resumed = try await store.complete(
+            .init(sessionId: second.session.id, lease: second.lease.proof, outcome: .ok, cliSessionId: "cli-1"),
+            caller: alice)
+        #expect(!resumed.chainExtended)
+        #expect(resumed.session.resumeAttempts == 1)
+        #expect(resumed.session.resumeSuccesses == 1)
+        let chain = try await store.history(.init(sessionId: first.session.id), caller: alice)
+        #expect(chain.map(\.cliSessionId) == ["cli-1"])
+        #expect(chain.map(\.reason) == [.created])
+    }
+
+    @Test func aNewIdReportedOnResumeExtendsTheChain() async throws {
+        let store = try makeStore()
+        try await store.turn("k", reporting: "a")
+        let (_, completed) = try await store.turn("k", reporting: "b")
+        #expect(completed.chainExtended)
+        let (acquired, _) = try await store.turn("k", reporting: "b")
+        #expect(acquired.decision == .resume("b"))
+        let chain = try await store.history(.init(sessionId: acquired.session.id), caller: alice)
+        #expect(chain.map(\.cliSessionId) == ["a", "b"])
+        #expect(chain.map(\.reason) == [.created, .changedByCLI])
+        #expect(chain.map(\.seq) == [1, 2])
+    }
+
+    @Test func okWithoutCliSessionIdIsInvalid() async throws {
+        let store = try makeStore()
+        let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+        let error = await expectError(.invalidParams) {
+            _ = try await store.complete(
+                .init(sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .ok), caller: alice)
+        }
+        #expect(error != nil)
+    }
+
+    @Test func resumeFailuresCountAndMakeTheSessionNonResumableUntilAFreshStartSucceeds() async throws {
+        let store = try makeStore()
+        try await store.turn("k", reporting: "a")
+        for attempt in 1...3 {
+            let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+            if attempt < 4 { #expect(acquired.decision == .resume("a")) }
+            let failed = try await store.complete(
+                .init(
+                    sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .resumeFailed,
+                    reason: "no_conversation_found"), caller: alice)
+            #expect(failed.session.consecutiveFailures == attempt)
+            #expect(failed.session.status == (attempt == 3 ? .nonResumable : .active))
+        }
+        let next = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(next.decision == .fresh(.nonResumable))
+        #expect(next.session.status == .nonResumable)
+        let recovered = try await store.complete(
+            .init(sessionId: next.session.id, lease: next.lease.proof, outcome: .ok, cliSessionId: "b"), caller: alice)
+        #expect(recovered.session.status == .active)
+        #expect(recovered.session.consecutiveFailures == 0)
+        #expect(recovered.session.totalFailures == 3)
+        #expect(recovered.session.lastFailureReason == "no_conversation_found")
+        let chain = try await store.history(.init(sessionId: next.session.id), caller: alice)
+        #expect(chain.map(\.reason) == [.created, .freshAfterFailure])
+        let after = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(after.decision == .resume("b"))
+
+        let audit = try await store.listAudit(.init(sessionId: next.session.id, action: "resume_failed"), caller: alice)
+        #expect(audit.entries.count == 3)
+        #expect(audit.entries.first?.detail["reason"] == "no_conversation_found")
+    }
+
+    @Test func keepLeaseAfterResumeFailureLetsTheCallerStartFreshAtOnce() async throws {
+        let store = try makeStore()
+        try await store.turn("k", reporting: "a")
+        let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+        let failed = try await store.complete(
+            .init(
+                sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .resumeFailed,
+                reason: "gone", keepLease: true), caller: alice)
+        #expect(failed.decision == .fresh(.resumeFailed))
+        let kept = try #require(failed.lease)
+        #expect(kept.fence == acquired.lease.fence)
+        let done = try await store.complete(
+            .init(sessionId: acquired.session.id, lease: kept.proof, outcome: .ok, cliSessionId: "b"), caller: alice)
+        #expect(done.session.cliSessionId == "b")
+        let chain = try await store.history(.init(sessionId: acquired.session.id), caller: alice)
+        #expect(chain.map(\.reason) == [.created, .freshAfterFailure])
+        let fresh = try await store.listAudit(.init(sessionId: acquired.session.id, action: "resume_failed"), caller: alice)
+        #expect(fresh.entries.count == 1)
+    }
+
+    @Test func idleSessionsExpireAndTheNextTurnStartsFreshOnTheSameKey() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock)
+        let (first, _) = try await store.turn("k", reporting: "a")
+        clock.advance(.seconds(24 * 3600 + 1))
+        let report = try await store.sweep()
+        #expect(report.expired == 1)
+        #expect(try await store.get(.init(key: "k"), caller: alice).status == .expired)
+
+        let next = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(next.session.id == first.session.id)
+        #expect(next.decision == .fresh(.expired))
+        #expect(next.session.cliSessionId == nil)
+        _ = try await store.complete(
+            .init(sessionId: next.session.id, lease: next.lease.proof, outcome: .ok, cliSessionId: "b"), caller: alice)
+        let chain = try await store.history(.init(sessionId: next.session.id), caller: alice)
+        #expect(chain.map(\.reason) == [.created, .freshAfterExpiry])
+        let audit = try await store.listAudit(.init(sessionId: next.session.id, action: "fresh_start"), caller: alice)
+        #expect(audit.entries.first?.detail["cause"] == "expired")
+    }
+
+    @Test func expiryIsAppliedOnAcquireEvenBeforeTheSweeperRuns() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock)
+        try await store.turn("k", reporting: "a")
+        clock.advance(.seconds(24 * 3600 + 1))
+        let next = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(next.decision == .fresh(.expired))
+        let audit = try await store.listAudit(.init(action: "session.expire"), caller: alice)
+        #expect(audit.entries.count == 1)
+    }
+
+    @Test func touchExtendsTheTTL() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock)
+        let (acquired, _) = try await store.turn("k", reporting: "a")
+        clock.advance(.seconds(20 * 3600))
+        _ = try await store.touch(.init(sessionId: acquired.session.id), caller: alice)
+        clock.advance(.seconds(20 * 3600))
+        #expect(try await store.sweep().expired == 0)
+        #expect(try await store.acquire(.init(key: "k"), caller: alice).decision == .resume("a"))
+    }
+
+    @Test func closedSessionsStartANewConversation() async throws {
+        let store = try makeStore()
+        let (acquired, _) = try await store.turn("k", reporting: "a")
+        let closed = try await store.update(.init(sessionId: acquired.session.id, status: .closed), caller: alice)
+        #expect(closed.status == .closed)
+        let next = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(next.decision == .fresh(.stale))
+        #expect(next.session.status == .active)
+    }
+
+    @Test func expiredAndClosedSessionsArePurgedAfterRetentionButAuditRowsStay() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock) { $0.retention = .seconds(3600) }
+        let (acquired, _) = try await store.turn("k", reporting: "a", messages: [.init(role: .user, content: "x")])
+        clock.advance(.seconds(24 * 3600 + 1))
+        #expect(try await store.sweep().expired == 1)
+        clock.advance(.seconds(3601))
+        #expect(try await store.sweep().purged == 1)
+        #expect(await expectError(.notFound) { _ = try await store.get(.init(key: "k"), caller: alice) } != nil)
+        let audit = try await store.listAudit(.init(sessionId: acquired.session.id), caller: alice)
+        #expect(audit.entries.contains { $0.action == "session.purge" })
+        #expect(audit.entries.contains { $0.action == "session.create" })
+    }
+
+    @Test func theTenantCapEvictsTheLeastRecentlyUsedIdleSession() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock) { $0.maxSessionsPerTenant = 3 }
+        for key in ["a", "b", "c"] {
+            try await store.turn(key, reporting: "cli-\(key)")
+            clock.advance(.seconds(10))
+        }
+        _ = try await store.touch(.init(key: "a"), caller: alice)  // "b" is now the least recently used
+        try await store.turn("d", reporting: "cli-d")
+        let keys = try await store.list(.init(), caller: alice).sessions.map(\.key).sorted()
+        #expect(keys == ["a", "c", "d"])
+        let evictions = try await store.listAudit(.init(action: "session.evict"), caller: alice)
+        #expect(evictions.entries.map(\.key) == ["b"])
+    }
+
+    @Test func theCapNeverEvictsALeasedSession() async throws {
+        let store = try makeStore { $0.maxSessionsPerTenant = 1 }
+        _ = try await store.acquire(.init(key: "held"), caller: alice)
+        let error = await expectError(.tooLarge) { _ = try await store.acquire(.init(key: "other"), caller: alice) }
+        #expect(error != nil)
+    }
+
+    @Test func forkStartsAChildThatResumesTheParentHeadWithForkSession() async throws {
+        let store = try makeStore()
+        let (parent, _) = try await store.turn("parent", reporting: "p1")
+        let lease = try await store.acquire(.init(key: "parent"), caller: alice)
+        _ = try await store.appendTranscript(
+            .init(sessionId: parent.session.id, lease: lease.lease.proof, cliSessionId: "p1", offset: 0, data: Data("line\n".utf8)),
+            caller: alice)
+        _ = try await store.release(.init(sessionId: parent.session.id, lease: lease.lease.proof), caller: alice)
+
+        let child = try await store.fork(.init(sessionId: parent.session.id, key: "child"), caller: alice)
+        #expect(child.parentId == parent.session.id)
+        let acquired = try await store.acquire(.init(key: "child"), caller: alice)
+        #expect(acquired.decision == .resume("p1", fork: true))
+        #expect(acquired.transcript == TranscriptState(cliSessionId: "p1", size: 5))
+        _ = try await store.complete(
+            .init(sessionId: child.id, lease: acquired.lease.proof, outcome: .ok, cliSessionId: "c1"), caller: alice)
+        let chain = try await store.history(.init(sessionId: child.id), caller: alice)
+        #expect(chain.map(\.reason) == [.forked])
+        #expect(try await store.acquire(.init(key: "child"), caller: alice).decision == .resume("c1"))
+        let conflict = await expectError(.conflict) {
+            _ = try await store.fork(.init(sessionId: parent.session.id, key: "child"), caller: alice)
+        }
+        #expect(conflict != nil)
+    }
+
+    @Test func cumulativeCliCostsAreAddedAsDifferences() async throws {
+        let store = try makeStore()
+        for (total, expected) in [(0.10, 0.10), (0.25, 0.25), (0.40, 0.40)] {
+            let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+            let done = try await store.complete(
+                .init(
+                    sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .ok, cliSessionId: "a",
+                    cliTotalCostUsd: total), caller: alice)
+            #expect(abs(done.session.costUsd - expected) < 1e-9)
+        }
+    }
+
+    @Test func deleteRemovesEverythingAndRefusesWhileLeased() async throws {
+        let store = try makeStore()
+        let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+        let held = await expectError(.leaseHeld) { _ = try await store.delete(.init(sessionId: acquired.session.id), caller: bob) }
+        #expect(held != nil)
+        #expect(try await store.delete(.init(sessionId: acquired.session.id, force: true), caller: bob))
+        #expect(await expectError(.notFound) { _ = try await store.get(.init(sessionId: acquired.session.id), caller: alice) } != nil)
+        let again = try await store.acquire(.init(key: "k"), caller: alice)
+        #expect(again.created)
+    }
+
+    @Test func invalidInputIsRefusedWithTheFieldNamed() async throws {
+        let store = try makeStore()
+        let control = await expectError(.invalidParams) { _ = try await store.acquire(.init(key: "a\u{0}b"), caller: alice) }
+        #expect(control?.message.contains("key") == true)
+        let empty = await expectError(.invalidParams) { _ = try await store.acquire(.init(key: ""), caller: alice) }
+        #expect(empty != nil)
+        let huge = await expectError(.tooLarge) {
+            _ = try await store.acquire(.init(key: String(repeating: "k", count: 1_000_000)), caller: alice)
+        }
+        #expect(huge != nil)
+        let ttl = await expectError(.invalidParams) { _ = try await store.acquire(.init(key: "k", ttlSeconds: -5), caller: alice) }
+        #expect(ttl?.message.contains("ttlSeconds") == true)
+        // SQL metacharacters are data, never SQL.
+        let tricky = "k'; DROP TABLE session; --"
+        let acquired = try await store.acquire(.init(key: tricky, cwd: "\"); DELETE FROM audit; --"), caller: alice)
+        #expect(try await store.get(.init(key: tricky), caller: alice).id == acquired.session.id)
+    }
+}
