@@ -63,6 +63,9 @@ public struct Router: Sendable {
 
     /// Answers one frame. Returns `nil` for a notification, which gets no response.
     func respond(to frame: ByteBuffer, connection: Connection, logger: Logger) async -> ByteBuffer? {
+        guard Wire.isValidUTF8(frame) else {
+            return Self.failure(id: nil, SessionError(.parseError, "the frame is not valid UTF-8"))
+        }
         let head: RPCRequestHead
         do {
             head = try Wire.decoder.decode(RPCRequestHead.self, from: frame)
@@ -146,6 +149,14 @@ enum Wire {
     static let encoder = WireJSON.makeEncoder()
     static let decoder = WireJSON.makeDecoder()
     static let allocator = ByteBufferAllocator()
+
+    /// Whether the whole frame is UTF-8: the decoder skips over members it does not read without checking.
+    static func isValidUTF8(_ frame: ByteBuffer) -> Bool {
+        frame.withUnsafeReadableBytes { bytes in
+            if !bytes.contains(where: { $0 >= 0x80 }) { return true }
+            return String(validating: bytes, as: UTF8.self) != nil
+        }
+    }
 
     /// A decoding error as a message that names the field.
     static func describe(_ error: any Error) -> String {

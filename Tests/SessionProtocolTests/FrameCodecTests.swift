@@ -1,0 +1,143 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOExtras
+import SessionProtocol
+import Testing
+
+@Suite struct FrameCodecTests {
+    private func makeChannel(maxFrameBytes: Int = 1024) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: maxFrameBytes)
+        return channel
+    }
+
+    private func frame(_ text: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(text.utf8.count))
+        buffer.writeString(text)
+        return buffer
+    }
+
+    @Test func aFrameFedOneByteAtATimeDecodes() throws {
+        let channel = try makeChannel()
+        var input = frame(#"{"a":1}"#)
+        while let byte = input.readSlice(length: 1) {
+            try channel.writeInbound(byte)
+        }
+        let decoded = try #require(try channel.readInbound(as: ByteBuffer.self))
+        #expect(String(buffer: decoded) == #"{"a":1}"#)
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
+        _ = try channel.finish()
+    }
+
+    @Test func severalFramesInOneBufferAllDecode() throws {
+        let channel = try makeChannel()
+        var input = frame("one")
+        input.writeImmutableBuffer(frame("two"))
+        input.writeImmutableBuffer(frame("three"))
+        try channel.writeInbound(input)
+        var texts: [String] = []
+        while let decoded = try channel.readInbound(as: ByteBuffer.self) { texts.append(String(buffer: decoded)) }
+        #expect(texts == ["one", "two", "three"])
+        _ = try channel.finish()
+    }
+
+    @Test func anOversizedLengthIsRefusedFromTheHeaderAlone() throws {
+        let channel = try makeChannel(maxFrameBytes: 1024)
+        var header = ByteBuffer()
+        header.writeInteger(UInt32(1 << 30))
+        #expect(throws: FrameError.frameTooLarge(length: 1 << 30, maxFrameBytes: 1024)) {
+            try channel.writeInbound(header)
+        }
+    }
+
+    @Test func aFrameAtTheLimitIsAcceptedAndOneByteMoreIsNot() throws {
+        let channel = try makeChannel(maxFrameBytes: 16)
+        try channel.writeInbound(frame(String(repeating: "x", count: 16)))
+        #expect(try channel.readInbound(as: ByteBuffer.self)?.readableBytes == 16)
+        #expect(throws: FrameError.frameTooLarge(length: 17, maxFrameBytes: 16)) {
+            try channel.writeInbound(frame(String(repeating: "x", count: 17)))
+        }
+    }
+
+    @Test func aZeroLengthFrameIsAnError() throws {
+        let channel = try makeChannel()
+        var header = ByteBuffer()
+        header.writeInteger(UInt32(0))
+        #expect(throws: FrameError.emptyFrame) { try channel.writeInbound(header) }
+    }
+
+    @Test func endOfInputInsideAFrameIsTruncated() throws {
+        let channel = try makeChannel()
+        var partial = ByteBuffer()
+        partial.writeInteger(UInt32(10))
+        partial.writeString("abc")
+        try channel.writeInbound(partial)
+        #expect(throws: FrameError.truncatedFrame) { _ = try channel.finish() }
+    }
+
+    @Test func outboundFramesGetABigEndianLengthHeader() throws {
+        let channel = try makeChannel()
+        try channel.writeOutbound(ByteBuffer(string: "hi"))
+        var written = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+        #expect(Array(written.readableBytesView) == [0, 0, 0, 2, UInt8(ascii: "h"), UInt8(ascii: "i")])
+        _ = try channel.finish()
+    }
+}
+
+@Suite struct EnvelopeTests {
+    @Test func errorsCarryTheirCodeAndReason() throws {
+        let error = SessionError(.leaseHeld, "busy", detail: ["holder": "ci"])
+        let data = try WireJSON.makeEncoder().encode(RPCFailure(id: .number(7), error: error))
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text == #"{"error":{"code":-32002,"data":{"holder":"ci","reason":"lease_held"},"message":"busy"},"id":7,"jsonrpc":"2.0"}"#)
+        let decoded = try JSONDecoder().decode(RPCResponseHead.self, from: data)
+        #expect(decoded.error?.sessionError == error)
+    }
+
+    @Test func everyReasonHasADistinctCode() {
+        let codes: [SessionError.Code] = [
+            .parseError, .invalidRequest, .methodNotFound, .invalidParams, .internal, .notFound, .leaseHeld,
+            .staleLease, .unauthenticated, .forbidden, .tooLarge, .rateLimited, .shuttingDown, .conflict,
+            .storageFull, .unavailable, .overloaded, .timeout,
+        ]
+        #expect(Set(codes.map(\.rpcCode)).count == codes.count)
+        for code in codes { #expect(SessionError.Code(rpcCode: code.rpcCode) == code) }
+    }
+
+    @Test func requestHeadsTellNotificationsNullAndInvalidIdsApart() throws {
+        func head(_ json: String) throws -> RPCRequestHead {
+            try JSONDecoder().decode(RPCRequestHead.self, from: Data(json.utf8))
+        }
+        #expect(try head(#"{"jsonrpc":"2.0","id":"a","method":"m"}"#).id == .string("a"))
+        #expect(try head(#"{"jsonrpc":"2.0","id":5,"method":"m"}"#).id == .number(5))
+        let absent = try head(#"{"jsonrpc":"2.0","method":"m"}"#)
+        #expect(!absent.hasID && !absent.hasInvalidID)
+        let null = try head(#"{"jsonrpc":"2.0","id":null,"method":"m"}"#)
+        #expect(null.hasID && null.id == nil && !null.hasInvalidID)
+        #expect(try head(#"{"jsonrpc":"2.0","id":{"x":1},"method":"m"}"#).hasInvalidID)
+        #expect(try head(#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#).hasInvalidID)
+    }
+
+    @Test func datesAreISO8601WithMilliseconds() throws {
+        let date = Date(timeIntervalSince1970: 1_800_000_000.123)
+        #expect(WireJSON.formatDate(date) == "2027-01-15T08:00:00.123Z")
+        let parsed = try #require(WireJSON.parseDate("2027-01-15T08:00:00.123Z"))
+        #expect(abs(parsed.timeIntervalSince1970 - 1_800_000_000.123) < 0.0005)
+        #expect(WireJSON.formatDate(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59.500Z")
+        #expect(WireJSON.parseDate("2027-01-15T08:00:00Z") != nil)
+        #expect(WireJSON.parseDate("yesterday") == nil)
+    }
+
+    @Test func missingParamsDecodeAsDefaults() throws {
+        let list = try JSONDecoder().decode(
+            RPCParamsEnvelope<SessionList.Params>.self, from: Data(#"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#.utf8))
+        #expect(list.params.limit == nil)
+        #expect(throws: (any Error).self) {
+            _ = try JSONDecoder().decode(
+                RPCParamsEnvelope<Empty>.self, from: Data(#"{"jsonrpc":"2.0","id":1,"method":"stats","params":"x"}"#.utf8))
+        }
+    }
+}

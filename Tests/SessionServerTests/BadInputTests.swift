@@ -1,0 +1,163 @@
+import Foundation
+import SessionClient
+import SessionProtocol
+import SessionServer
+import SessionStore
+import Testing
+
+/// Every kind of bad input named in the server issue, each against a real server on a real socket.
+/// After each, the server must still serve a well-behaved client.
+@Suite struct BadInputTests {
+    private func reason(_ frame: [String: Any]?) -> String? {
+        ((frame?["error"] as? [String: Any])?["data"] as? [String: Any])?["reason"] as? String
+    }
+
+    private func assertStillServing(_ server: TestServer) async throws {
+        let status = try await SessiondClient.withConnection(server.client("well-behaved").configuration) { client in
+            try await client.health().status
+        }
+        #expect(status == "ok")
+    }
+
+    @Test func garbageBytesAreRefusedAndTheConnectionClosed() async throws {
+        try await withTestServer { server in
+            let raw = try await RawConnection(port: server.port)
+            try await raw.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let frame = await raw.nextFrame()
+            #expect(reason(frame) == "too_large")
+            #expect(frame?["id"] is NSNull)
+            #expect(await raw.waitForClose())
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func aTruncatedFrameThenCloseIsReported() async throws {
+        try await withTestServer { server in
+            let raw = try await RawConnection(port: server.port)
+            // One complete request, then half of another, then end of input.
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":1,"method":"health"}"#)
+            try await raw.send(RawConnection.header(100) + Array(#"{"jsonrpc":"2.0""#.utf8))
+            try await raw.halfClose()
+            var frames: [[String: Any]] = []
+            while let frame = await raw.nextFrame(timeout: .seconds(5)) { frames.append(frame) }
+            #expect(frames.contains { ($0["id"] as? Int) == 1 && $0["result"] != nil })
+            #expect(frames.contains { reason($0) == "invalid_request" })
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func deeplyNestedJSONIsAnErrorNotACrash() async throws {
+        try await withTestServer { server in
+            let raw = try await RawConnection(port: server.port)
+            let nested = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":1,"method":"session.get","params":{"key":\#(nested)}}"#)
+            let frame = await raw.nextFrame()
+            #expect(["parse_error", "invalid_params"].contains(reason(frame)))
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func hugeFieldsAreRefusedWithTooLarge() async throws {
+        try await withTestServer { server in
+            let client = server.client()
+            let hugeKey = String(repeating: "k", count: 1_000_000)
+            #expect(await expectCode(.tooLarge) { _ = try await client.acquire(.init(key: hugeKey)) })
+            let acquired = try await client.acquire(.init(key: "big"))
+            let hugeMessage = String(repeating: "m", count: 5 * 1024 * 1024)
+            #expect(await expectCode(.tooLarge) {
+                _ = try await client.appendMessages(
+                    .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: hugeMessage)]))
+            })
+            #expect(try await client.session(key: "big").messageCount == 0)
+            await client.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func aFrameOverTheConfiguredCapIsRefusedBeforeItsPayload() async throws {
+        try await withTestServer(configure: { $0.maxFrameBytes = 1024 }) { server in
+            let raw = try await RawConnection(port: server.port)
+            try await raw.send(RawConnection.header(2048) + Array(repeating: UInt8(ascii: " "), count: 10))
+            #expect(reason(await raw.nextFrame()) == "too_large")
+            #expect(await raw.waitForClose())
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func requestsBeforeHelloAndWrongTokensAreUnauthenticated() async throws {
+        try await withTestServer { server in
+            let setup = server.client("setup")
+            _ = try await setup.createToken(tenant: "t", admin: true)
+            await setup.close()
+            let raw = try await RawConnection(port: server.port)
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#)
+            #expect(reason(await raw.nextFrame()) == "unauthenticated")
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":2,"method":"hello","params":{"client":{"name":"x"},"token":"sdt_nope"}}"#)
+            #expect(reason(await raw.nextFrame()) == "unauthenticated")
+            // health needs no auth.
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":3,"method":"health"}"#)
+            #expect(await raw.nextFrame()?["result"] != nil)
+            raw.close()
+        }
+    }
+
+    @Test func connectionsPastTheCapAreRefusedAndOthersKeepWorking() async throws {
+        try await withTestServer(configure: { $0.maxConnections = 4 }) { server in
+            var connections: [RawConnection] = []
+            for _ in 0..<4 {
+                let raw = try await RawConnection(port: server.port)
+                try await raw.send(json: #"{"jsonrpc":"2.0","id":1,"method":"health"}"#)
+                #expect(await raw.nextFrame()?["result"] != nil)
+                connections.append(raw)
+            }
+            var refused = 0
+            for _ in 0..<6 {
+                let extra = try await RawConnection(port: server.port)
+                if reason(await extra.nextFrame()) == "overloaded", await extra.waitForClose() { refused += 1 }
+                extra.close()
+            }
+            #expect(refused == 6)
+            // The admitted connections still work.
+            try await connections[0].send(json: #"{"jsonrpc":"2.0","id":2,"method":"health"}"#)
+            #expect(await connections[0].nextFrame()?["result"] != nil)
+            for connection in connections { connection.close() }
+            try await Task.sleep(for: .milliseconds(200))
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func aClientThatNeverFinishesItsFrameIsClosedByTheIdleTimeout() async throws {
+        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(500) }) { server in
+            let raw = try await RawConnection(port: server.port)
+            try await raw.send(RawConnection.header(50) + Array("{\"json".utf8))
+            // Trickle one byte at a time: bytes alone do not keep a connection alive.
+            for _ in 0..<3 {
+                try await Task.sleep(for: .milliseconds(200))
+                try? await raw.send([UInt8(ascii: " ")])
+            }
+            #expect(await raw.waitForClose(timeout: .seconds(5)))
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func aPipeliningClientThatNeverReadsIsHeldBackNotBuffered() async throws {
+        try await withTestServer(configure: { $0.maxInFlight = 8 }) { server in
+            let raw = try await RawConnection(port: server.port)
+            // 20,000 requests without reading one answer; the server must bound what it takes in.
+            let request = Array(#"{"jsonrpc":"2.0","id":1,"method":"session.list","params":{"limit":1000}}"#.utf8)
+            let frame = RawConnection.header(request.count) + request
+            let sender = Task {
+                for _ in 0..<200 { try await raw.send(Array([[UInt8]](repeating: frame, count: 100).joined())) }
+            }
+            try await Task.sleep(for: .seconds(2))
+            try await assertStillServing(server)
+            sender.cancel()
+            raw.close()
+        }
+    }
+}
