@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SessionStore", targets: ["SessionStore"]),
         .library(name: "SessionServer", targets: ["SessionServer"]),
         .library(name: "SessionClient", targets: ["SessionClient"]),
+        .library(name: "SessionRunner", targets: ["SessionRunner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
     ],
     targets: [
         /// Wire types, the method catalogue, error codes and the frame codec. No sockets.
@@ -80,6 +82,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// `sessionctl run`: one CLI turn against the registry, behind a ``CLIAdapter`` seam.
+        .target(
+            name: "SessionRunner",
+            dependencies: [
+                "SessionClient",
+                "SessionProtocol",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "sessiond",
             dependencies: [
@@ -96,8 +109,8 @@ let package = Package(
             dependencies: [
                 "SessionClient",
                 "SessionProtocol",
+                "SessionRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -114,6 +127,11 @@ let package = Package(
         .testTarget(
             name: "SessionStoreTests",
             dependencies: ["SessionStore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SessionRunnerTests",
+            dependencies: ["SessionRunner", "SessionServer", "SessionClient", "SessionProtocol", "SessionStore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -173,7 +173,8 @@ def reply_for(body, kind):
         return side_reply(body, kind, last)
     low = last.lower()
     if "what should you remember" in low or "recall" in low:
-        words = remembered_words(history, ambient_texts(body))
+        # A recap prefixed to the question counts as earlier conversation.
+        words = remembered_words(history + [last], ambient_texts(body))
         if words:
             return "You asked me to remember %s." % ", ".join(words)
         return "I have nothing to remember."
