@@ -16,8 +16,8 @@ public protocol CLIAdapter: Sendable {
     /// prompt replaced when a recap was prefixed.
     func arguments(for plan: InvocationPlan, resume cliSessionId: String?, fork: Bool, prompt: String?) -> [String]
 
-    /// What one run did, read from its output.
-    func outcome(of run: CLIRun, plan: InvocationPlan) -> CLIOutcome
+    /// What one run did, read from its output; `resumed` says whether it was asked to resume.
+    func outcome(of run: CLIRun, plan: InvocationPlan, resumed: Bool) -> CLIOutcome
 
     /// Where the CLI keeps the transcript of `cliSessionId` for a run in `cwd`.
     func transcriptURL(for cliSessionId: String, cwd: String, environment: [String: String]) -> URL

@@ -17,66 +17,88 @@ public struct ClaudeCodeAdapter: CLIAdapter {
     /// Flags the wrapper owns: the registry decides what to resume.
     static let ownedFlags: Set<String> = ["--resume", "-r", "--continue", "-c", "--session-id", "--fork-session"]
 
-    /// Flags that take a value in the next argument, so that value is not the prompt.
+    /// Options (Claude Code 2.1.x, commander) that take one value, so the next argument is not the prompt.
     static let valueFlags: Set<String> = [
-        "--output-format", "--input-format", "--model", "--fallback-model", "--system-prompt",
-        "--system-prompt-file", "--append-system-prompt", "--append-system-prompt-file", "--permission-mode",
-        "--permission-prompt-tool", "--max-turns", "--mcp-config", "--settings", "--setting-sources", "--add-dir",
-        "--allowedTools", "--allowed-tools", "--disallowedTools", "--disallowed-tools", "--tools", "--agents",
-        "--agent", "--betas", "--json-schema", "--max-budget-usd", "--plugin-dir", "--debug-file",
+        "--agent", "--agents", "--append-system-prompt", "--append-system-prompt-file", "--autocompact",
+        "--debug-file", "--effort", "--environment", "--fallback-model", "--input-format", "--json-schema",
+        "--max-budget-usd", "--max-turns", "--model", "-n", "--name", "--output-format", "--permission-mode",
+        "--permission-prompt-tool", "--permission-prompts", "--plugin-dir", "--plugin-url",
+        "--remote-control-session-name-prefix", "--session-id", "--setting-sources", "--settings",
+        "--system-prompt", "--system-prompt-file", "--system-prompt-snapshot",
+    ]
+    /// Options that take one or more values: they consume arguments up to the next option.
+    static let variadicFlags: Set<String> = [
+        "--add-dir", "--allowedTools", "--allowed-tools", "--betas", "--disallowedTools", "--disallowed-tools",
+        "--file", "--mcp-config", "--tools",
+    ]
+    /// Options with an optional value: they consume the next argument unless it is an option.
+    static let optionalValueFlags: Set<String> = [
+        "-d", "--debug", "--cloud", "--from-pr", "--prompt-suggestions", "--remote-control", "-r", "--resume",
+        "--teleport", "-w", "--worktree",
     ]
 
     public func plan(_ arguments: [String]) throws -> InvocationPlan {
         guard !arguments.isEmpty else { throw RunnerError.usage("give the CLI to run after --, e.g. -- claude -p \"hi\"") }
         for argument in arguments.dropFirst() {
+            if argument == "--" { break }
             let flag = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
             if Self.ownedFlags.contains(flag) {
                 throw RunnerError.usage("\(flag) is managed by sessionctl run: the registry decides what to resume")
             }
         }
+        // The output format: a text format (or none) is replaced by JSON, whose result text is printed.
         var kept = [arguments[0]]
         var mode = InvocationPlan.OutputMode.text
-        var promptIndex: Int?
         var index = 1
         while index < arguments.count {
             let argument = arguments[index]
+            if argument == "--" {
+                kept += arguments[index...]
+                break
+            }
             if argument == "--output-format" || argument.hasPrefix("--output-format=") {
-                let value: String
-                if argument == "--output-format" {
-                    value = index + 1 < arguments.count ? arguments[index + 1] : "text"
-                    index += 2
-                } else {
-                    value = String(argument.dropFirst("--output-format=".count))
-                    index += 1
-                }
-                switch value {
-                case "json": mode = .json
-                case "stream-json": mode = .streamJSON
-                default: mode = .text
-                }
+                let value =
+                    argument == "--output-format"
+                    ? (index + 1 < arguments.count ? arguments[index + 1] : "text")
+                    : String(argument.dropFirst("--output-format=".count))
+                index += argument == "--output-format" ? 2 : 1
+                mode = value == "json" ? .json : value == "stream-json" ? .streamJSON : .text
                 if mode != .text { kept += ["--output-format", value] }
                 continue
             }
             kept.append(argument)
-            if (argument == "-p" || argument == "--print"), promptIndex == nil, index + 1 < arguments.count,
-                !arguments[index + 1].hasPrefix("-")
-            {
-                kept.append(arguments[index + 1])
-                promptIndex = kept.count - 1
-                index += 2
-                continue
-            }
-            if Self.valueFlags.contains(argument), index + 1 < arguments.count {
-                kept.append(arguments[index + 1])
-                index += 2
-                continue
-            }
-            if !argument.hasPrefix("-"), promptIndex == nil {
-                promptIndex = kept.count - 1
+            index += 1
+        }
+        return InvocationPlan(arguments: kept, outputMode: mode, promptIndex: Self.promptIndex(in: kept))
+    }
+
+    /// The index of the prompt: the argument right after `-p`/`--print` if it is not an option, else the
+    /// first positional argument no option consumes; `nil` when the prompt comes on stdin.
+    static func promptIndex(in arguments: [String]) -> Int? {
+        var index = 1
+        while index < arguments.count - 1 {
+            if arguments[index] == "--" { break }
+            if arguments[index] == "-p" || arguments[index] == "--print", !arguments[index + 1].hasPrefix("-") {
+                return index + 1
             }
             index += 1
         }
-        return InvocationPlan(arguments: kept, outputMode: mode, promptIndex: promptIndex)
+        index = 1
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--" { return index + 1 < arguments.count ? index + 1 : nil }
+            guard argument.hasPrefix("-"), argument.count > 1 else { return index }
+            index += 1
+            if argument.hasPrefix("--"), argument.contains("=") { continue }
+            if valueFlags.contains(argument) {
+                index += 1
+            } else if variadicFlags.contains(argument) {
+                while index < arguments.count, !arguments[index].hasPrefix("-") { index += 1 }
+            } else if optionalValueFlags.contains(argument), index < arguments.count, !arguments[index].hasPrefix("-") {
+                index += 1
+            }
+        }
+        return nil
     }
 
     public func arguments(for plan: InvocationPlan, resume cliSessionId: String?, fork: Bool, prompt: String?) -> [String] {
@@ -91,22 +113,43 @@ public struct ClaudeCodeAdapter: CLIAdapter {
         return [plan.arguments[0]] + added + rest
     }
 
-    public func outcome(of run: CLIRun, plan: InvocationPlan) -> CLIOutcome {
+    public func outcome(of run: CLIRun, plan: InvocationPlan, resumed: Bool) -> CLIOutcome {
         let result = Self.parseResult(run.stdout, streaming: plan.outputMode == .streamJSON)
-        if run.stderr.contains("No conversation found with session ID") {
+        let marker = "No conversation found with session ID"
+        if resumed, run.stderr.contains(marker) || String(decoding: run.stdout, as: UTF8.self).contains(marker) {
             return .resumeFailed(reason: "no_conversation_found")
         }
-        guard let result else {
-            let lastLine = run.stderr.split(separator: "\n").last.map(String.init) ?? ""
-            let reason = run.interrupted ? "interrupted" : "exit_code_\(run.exitCode)\(lastLine.isEmpty ? "" : ": " + lastLine)"
-            return .failed(reason: String(reason.prefix(200)), result: nil)
+        if let result, !result.isError, run.exitCode == 0 {
+            guard result.cliSessionId?.isEmpty == false else { return .failed(reason: "no_session_id", result: result) }
+            return .success(result)
         }
-        if result.isError || run.exitCode != 0 {
-            let what = run.interrupted ? "interrupted" : "is_error (\(result.subtype ?? "unknown"))"
-            return .failed(reason: String("\(what): \(result.text ?? "")".prefix(200)), result: result)
+        return .failed(reason: Self.failureReason(run, result), result: result)
+    }
+
+    /// The reason recorded for a failed turn; the same wording as the Python and Node clients.
+    static func failureReason(_ run: CLIRun, _ result: CLIResult?) -> String {
+        if let result, result.isError {
+            let detail = result.text.map { ": \($0)" } ?? ""
+            return short("is_error (\(result.subtype ?? "unknown"))\(detail)")
         }
-        guard result.cliSessionId?.isEmpty == false else { return .failed(reason: "no_session_id", result: result) }
-        return .success(result)
+        if run.exitCode > 128, run.exitCode < 160 {
+            return "killed_by_\(signalName(run.exitCode - 128))"
+        }
+        if run.exitCode != 0 {
+            let tail = run.stderr.split(separator: "\n").last.map { ": \($0)" } ?? ""
+            return short("exit_code_\(run.exitCode)\(tail)")
+        }
+        return result == nil ? "no_result" : "no_session_id"
+    }
+
+    private static func short(_ text: String, limit: Int = 200) -> String {
+        let folded = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        return folded.count <= limit ? folded : String(folded.prefix(limit - 1)) + "…"
+    }
+
+    private static func signalName(_ number: Int32) -> String {
+        [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 13: "SIGPIPE", 15: "SIGTERM"][number]
+            ?? "signal_\(number)"
     }
 
     /// The last `{"type":"result"}` object: the whole output (an object, or an array ending with it), or
@@ -161,11 +204,22 @@ public struct ClaudeCodeAdapter: CLIAdapter {
         return base.appendingPathComponent("projects")
     }
 
-    /// `/work/my_app` → `-work-my-app`.
+    /// The CLI's folder for a working directory: `/work/my_app` → `-work-my-app`.
+    ///
+    /// As Claude Code does it: every UTF-16 unit that is not A–Z, a–z or 0–9 becomes `-`; a name over 200
+    /// characters is cut to 200 and gets `-<hash>`, the Java-style string hash of the path in base 36.
     static func projectFolder(for cwd: String) -> String {
-        String(cwd.unicodeScalars.map { scalar in
-            scalar.isASCII && CharacterSet.alphanumerics.contains(scalar) ? Character(scalar) : "-"
+        let units = Array(cwd.utf16)
+        let name = String(units.map { unit -> Character in
+            let scalar = Unicode.Scalar(unit).map(Character.init)
+            if let scalar, scalar.isASCII, scalar.isLetter || scalar.isNumber { return scalar }
+            return "-"
         })
+        guard name.count > 200 else { return name }
+        var hash: Int32 = 0
+        for unit in units { hash = (hash &<< 5) &- hash &+ Int32(unit) }
+        let magnitude = hash == Int32.min ? UInt32(1) << 31 : UInt32(abs(hash))
+        return String(name.prefix(200)) + "-" + String(magnitude, radix: 36)
     }
 }
 

@@ -113,7 +113,7 @@ public struct TurnRunner: Sendable {
                 environment: options.environment
             ).run()
             report.exitCode = run.exitCode
-            let outcome = adapter.outcome(of: run, plan: plan)
+            let outcome = adapter.outcome(of: run, plan: plan, resumed: resume != nil)
 
             switch outcome {
             case .resumeFailed(let reason) where resume != nil:
@@ -229,10 +229,14 @@ public struct TurnRunner: Sendable {
         var budget = limit - header.count - footer.count
         var lines: [String] = []
         for message in messages.reversed() {
-            var line = "\(message.role.rawValue): \(message.content)\n"
+            let line = "\(message.role.rawValue): \(message.content)\n"
             if line.count > budget {
-                guard lines.isEmpty, budget > 20 else { break }
-                line = String(line.prefix(budget - 2)) + "…\n"
+                // The newest message alone is too long: keep its end, closest to the new prompt.
+                let stub = "\(message.role.rawValue): …\n"
+                if lines.isEmpty, budget > stub.count {
+                    lines.append("\(message.role.rawValue): …\(message.content.suffix(budget - stub.count))\n")
+                }
+                break
             }
             lines.insert(line, at: 0)
             budget -= line.count

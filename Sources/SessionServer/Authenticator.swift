@@ -52,7 +52,9 @@ public final class Authenticator: Sendable {
         }
     }
 
-    /// Checks a `hello` token. Returns the grant, or `nil` when auth is off.
+    /// Checks a `hello` token. Returns the grant, or `nil` when auth is off or no token was given (then
+    /// every method but `hello` and `health` answers `unauthenticated`). Only a wrong token counts as a
+    /// failed attempt.
     func authenticate(token: String?, peerHost: String, clientName: String) async throws -> TokenGrant? {
         let now = ContinuousClock.now
         let (blockedFor, required, grant): (Duration?, Bool, TokenGrant?) = state.withLock { state in
@@ -67,12 +69,11 @@ public final class Authenticator: Sendable {
                 .rateLimited, "too many failed hellos from this address; retry in \(ms / 1000 + 1) s",
                 detail: ["retryAfterMs": .number(Double(ms))])
         }
-        guard required else { return nil }
+        guard required, token != nil else { return nil }
         if let grant { return grant }
-        let reason = token == nil ? "no token" : "unknown or revoked token"
         recordFailure(peerHost: peerHost, now: now)
-        try? await store.auditAuthFailure(actor: clientName, peer: peerHost, reason: reason)
-        throw SessionError(.unauthenticated, token == nil ? "this server requires a token in hello" : "the token is not valid")
+        try? await store.auditAuthFailure(actor: clientName, peer: peerHost, reason: "unknown or revoked token")
+        throw SessionError(.unauthenticated, "the token is not valid")
     }
 
     private func recordFailure(peerHost: String, now: ContinuousClock.Instant) {

@@ -26,10 +26,12 @@ extension Router {
             let grant = try await authenticator.authenticate(
                 token: params.token, peerHost: context.connection.peerHost, clientName: params.client.name)
             context.connection.identify(clientName: params.client.name, grant: grant)
+            let authRequired = authenticator.authRequired
             return Hello.Result(
                 server: .init(name: "sessiond", version: sessiondVersion), protocolVersion: sessiondProtocolVersion,
-                tenant: grant?.tenant ?? Authenticator.localTenant, admin: grant?.admin ?? true,
-                authRequired: authenticator.authRequired, maxFrameBytes: configuration.maxFrameBytes,
+                tenant: grant?.tenant ?? (authRequired ? "" : Authenticator.localTenant),
+                admin: grant?.admin ?? !authRequired,
+                authRequired: authRequired, maxFrameBytes: configuration.maxFrameBytes,
                 maxInFlight: configuration.maxInFlight)
         }
         router.register(Health.self) { _, _ in

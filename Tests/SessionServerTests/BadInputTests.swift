@@ -96,6 +96,13 @@ import Testing
             let raw = try await RawConnection(port: server.port)
             try await raw.send(json: #"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#)
             #expect(reason(await raw.nextFrame()) == "unauthenticated")
+            // A hello without a token is no login: it says auth is required, and the rest stays refused.
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":4,"method":"hello","params":{"client":{"name":"x"}}}"#)
+            let hello = await raw.nextFrame()?["result"] as? [String: Any]
+            #expect(hello?["authRequired"] as? Bool == true)
+            #expect(hello?["tenant"] as? String == "")
+            try await raw.send(json: #"{"jsonrpc":"2.0","id":5,"method":"session.list"}"#)
+            #expect(reason(await raw.nextFrame()) == "unauthenticated")
             try await raw.send(json: #"{"jsonrpc":"2.0","id":2,"method":"hello","params":{"client":{"name":"x"},"token":"sdt_nope"}}"#)
             #expect(reason(await raw.nextFrame()) == "unauthenticated")
             // health needs no auth.

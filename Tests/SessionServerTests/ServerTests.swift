@@ -3,6 +3,7 @@ import SessionClient
 import SessionProtocol
 import SessionServer
 import SessionStore
+import Synchronization
 import Testing
 
 @Suite struct ServerTests {
@@ -186,19 +187,22 @@ import Testing
             // In flight during shutdown: an acquire that waits for the held lease, and a stream of writes.
             let waiting = Task { try await waiter.acquire(.init(key: "drain", waitMs: 60_000)) }
             let writer = server.client("writer")
+            let progress = Progress()
             let writes = Task {
                 var acknowledged: [String] = []
                 for index in 0..<10_000 {
                     do {
                         _ = try await writer.acquire(.init(key: "w\(index)"))
                         acknowledged.append("w\(index)")
+                        progress.count.add(1, ordering: .relaxed)
                     } catch {
                         break
                     }
                 }
                 return acknowledged
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Shut down while writes are streaming in.
+            while progress.count.load(ordering: .relaxed) < 20 { try await Task.sleep(for: .milliseconds(10)) }
             return (waiting, writes)
         }
         // The waiting acquire got an answer, not a dropped connection, and shutdown did not wait a minute for it.
@@ -255,4 +259,8 @@ extension SessionDatabase {
         try await Task.sleep(for: .milliseconds(100))
         return try await store.listAudit(.init(action: action, limit: 1000), caller: Caller(tenant: tenant, actor: "t")).entries.count
     }
+}
+
+final class Progress: Sendable {
+    let count = Atomic<Int>(0)
 }
