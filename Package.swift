@@ -93,6 +93,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// Test support: a real sessiond on an ephemeral port, for any test target.
+        .target(
+            name: "SessionTesting",
+            dependencies: [
+                "SessionServer", "SessionStore", "SessionClient", "SessionProtocol",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "sessiond",
             dependencies: [
@@ -131,13 +141,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SessionRunnerTests",
-            dependencies: ["SessionRunner", "SessionServer", "SessionClient", "SessionProtocol", "SessionStore"],
+            dependencies: ["SessionRunner", "SessionTesting", "SessionClient", "SessionProtocol", "SessionStore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SessionServerTests",
             dependencies: [
-                "SessionServer", "SessionClient", "SessionProtocol", "SessionStore",
+                "SessionServer", "SessionClient", "SessionProtocol", "SessionStore", "SessionTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -17,6 +17,7 @@ struct CLIProcess {
     var input: Data
     var passThroughStdout: Bool
     var environment: [String: String]
+    var workingDirectory: String
 
     private static let stderrTail = 64 * 1024
 
@@ -27,6 +28,7 @@ struct CLIProcess {
         let result = try await Subprocess.run(
             executable, arguments: Arguments(Array(arguments.dropFirst())),
             environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(rawValue: $0.key)!, $0.value) })),
+            workingDirectory: FilePath(workingDirectory),
             input: .data(input), output: .sequence, error: .sequence
         ) { execution in
             let forwarding = SignalForwarding { signal in

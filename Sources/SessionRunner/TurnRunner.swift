@@ -110,7 +110,7 @@ public struct TurnRunner: Sendable {
             let stdin = plan.promptIndex == nil ? Data((turnPrompt ?? prompt).utf8) : input
             let run = try await CLIProcess(
                 arguments: arguments, input: stdin, passThroughStdout: plan.outputMode != .text,
-                environment: options.environment
+                environment: options.environment, workingDirectory: options.cwd
             ).run()
             report.exitCode = run.exitCode
             let outcome = adapter.outcome(of: run, plan: plan, resumed: resume != nil)

@@ -3,6 +3,7 @@ import SessionClient
 import SessionProtocol
 import SessionServer
 import SessionStore
+import SessionTesting
 import Testing
 
 /// Every kind of bad input named in the server issue, each against a real server on a real socket.

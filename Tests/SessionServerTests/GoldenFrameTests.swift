@@ -1,5 +1,6 @@
 import Foundation
 import SessionProtocol
+import SessionTesting
 import Testing
 
 /// Replays every scenario in `Tests/Fixtures/frames/` (see docs/PROTOCOL.md, "Golden fixtures").

@@ -3,6 +3,7 @@ import SessionClient
 import SessionProtocol
 import SessionServer
 import SessionStore
+import SessionTesting
 import Synchronization
 import Testing
 
