@@ -153,11 +153,15 @@ CREATE TABLE tenantCreatedDay (
     PRIMARY KEY (tenant, day)
 ) WITHOUT ROWID;
 
+-- Turn and resume counters, one row per tenant, updated by the turn that changes them.
 CREATE TABLE tenantCounter (
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (tenant, name)
+    tenant TEXT PRIMARY KEY,
+    turns INTEGER NOT NULL DEFAULT 0,
+    turnErrors INTEGER NOT NULL DEFAULT 0,
+    resumeAttempts INTEGER NOT NULL DEFAULT 0,
+    resumeSuccesses INTEGER NOT NULL DEFAULT 0,
+    resumeFailures INTEGER NOT NULL DEFAULT 0,
+    freshStarts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 CREATE TABLE tenantFailureReason (

@@ -134,14 +134,13 @@ final class ClientConnection: Sendable {
     static let decoder = WireJSON.makeDecoder()
 
     private struct State {
-        var pending: [Int64: CheckedContinuation<ByteBuffer, any Error>] = [:]
+        var pending: [Int64: EventLoopPromise<ByteBuffer>] = [:]
         var closedError: SessionError?
     }
 
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private let channel: any Channel
     private let state = Mutex(State())
-    private let reader: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     private init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, channel: any Channel) {
         self.outbound = outbound
@@ -173,17 +172,15 @@ final class ClientConnection: Sendable {
         } catch {
             throw SessionError(.connectFailed, "cannot connect to sessiond at \(configuration.address): \(error)")
         }
+        // The reader owns the channel for its lifetime; it hands the writer out once it runs.
         return await withCheckedContinuation { ready in
-            let task = Task {
-                do {
-                    try await asyncChannel.executeThenClose { inbound, outbound in
-                        let connection = ClientConnection(outbound: outbound, channel: asyncChannel.channel)
-                        ready.resume(returning: connection)
-                        await connection.read(inbound)
-                    }
-                } catch {}
+            Task {
+                try? await asyncChannel.executeThenClose { inbound, outbound in
+                    let connection = ClientConnection(outbound: outbound, channel: asyncChannel.channel)
+                    ready.resume(returning: connection)
+                    await connection.read(inbound)
+                }
             }
-            _ = task
         }
     }
 
@@ -205,12 +202,12 @@ final class ClientConnection: Sendable {
                     if let error = head.error { failure = error.sessionError }
                     continue
                 }
-                let continuation = state.withLock { $0.pending.removeValue(forKey: id) }
-                guard let continuation else { continue }  // a response after its call timed out
+                // A response after its call timed out finds nothing pending and is dropped.
+                guard let promise = takePending(id) else { continue }
                 if let error = head.error {
-                    continuation.resume(throwing: error.sessionError)
+                    promise.fail(error.sessionError)
                 } else {
-                    continuation.resume(returning: frame)
+                    promise.succeed(frame)
                 }
             }
         } catch let error as FrameError {
@@ -223,60 +220,51 @@ final class ClientConnection: Sendable {
     }
 
     private func fail(with error: SessionError) {
-        let pending = state.withLock { state -> [CheckedContinuation<ByteBuffer, any Error>] in
+        let pending = state.withLock { state -> [EventLoopPromise<ByteBuffer>] in
             if state.closedError == nil { state.closedError = error }
             defer { state.pending.removeAll() }
             return Array(state.pending.values)
         }
-        for continuation in pending { continuation.resume(throwing: error) }
+        for promise in pending { promise.fail(error) }
+    }
+
+    private func takePending(_ id: Int64) -> EventLoopPromise<ByteBuffer>? {
+        state.withLock { $0.pending.removeValue(forKey: id) }
     }
 
     /// Sends a request and waits for its response frame, or throws its error.
+    ///
+    /// The call is registered before the request is written, so no response can arrive unclaimed; a timer
+    /// on the event loop and the caller's cancellation both end the wait.
     func send<Params: Encodable & Sendable>(method: String, params: Params, id: Int64, timeout: Duration) async throws
         -> ByteBuffer
     {
         let frame = try Self.encoder.encodeAsByteBuffer(
             RPCRequest(id: .number(id), method: method, params: params), allocator: channel.allocator)
-        return try await withThrowingTaskGroup(of: ByteBuffer.self) { group in
-            group.addTask {
-                try await withCheckedThrowingContinuation { continuation in
-                    // Register before writing, so that no response can arrive before its call waits for it.
-                    let closed = self.state.withLock { state -> SessionError? in
-                        if let error = state.closedError { return error }
-                        state.pending[id] = continuation
-                        return nil
-                    }
-                    if let closed {
-                        continuation.resume(throwing: closed)
-                        return
-                    }
-                    Task {
-                        do {
-                            try await self.outbound.write(frame)
-                        } catch {
-                            self.takePending(id)?.resume(
-                                throwing: SessionError(.connectionClosed, "the request could not be sent: \(error)"))
-                        }
-                    }
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw SessionError(.timeout, "no response to \(method) within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            do {
-                return try await group.next()!
-            } catch {
-                // The timeout, or the caller's cancellation: stop waiting for the response.
-                takePending(id)?.resume(throwing: error)
-                throw error
-            }
+        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        if let closed = state.withLock({ state -> SessionError? in
+            if let error = state.closedError { return error }
+            state.pending[id] = promise
+            return nil
+        }) {
+            promise.fail(closed)
+            throw closed
         }
-    }
-
-    private func takePending(_ id: Int64) -> CheckedContinuation<ByteBuffer, any Error>? {
-        state.withLock { $0.pending.removeValue(forKey: id) }
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            [weak self] in
+            self?.takePending(id)?.fail(SessionError(.timeout, "no response to \(method) within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            do {
+                try await outbound.write(frame)
+            } catch {
+                takePending(id)?.fail(SessionError(.connectionClosed, "the request could not be sent: \(error)"))
+            }
+            return try await promise.futureResult.get()
+        } onCancel: {
+            self.takePending(id)?.fail(CancellationError())
+        }
     }
 
     func close() async {

@@ -14,7 +14,8 @@ public final class Connection: Sendable {
     public let peer: String
     /// The peer's host, the unit of the failed-`hello` rate limit.
     let peerHost: String
-    let channel: any Channel
+    /// The socket, or `nil` for requests dispatched in process.
+    let channel: (any Channel)?
     private let identity = Mutex(Identity())
     let inFlight = Atomic<Int>(0)
 
@@ -27,6 +28,17 @@ public final class Connection: Sendable {
             peer = "unix"
             peerHost = "unix"
         }
+    }
+
+    /// A connection with no socket, for in-process dispatch.
+    init(peer: String) {
+        channel = nil
+        self.peer = peer
+        peerHost = peer
+    }
+
+    func close() {
+        channel?.close(promise: nil)
     }
 
     var grant: TokenGrant? { identity.withLock { $0.grant } }

@@ -197,7 +197,7 @@ public final class RPCServer: Service, Sendable {
                                 let remaining = connection.inFlight.subtract(1, ordering: .relaxed).newValue
                                 gate.leave()
                                 if remaining == 0, self.shuttingDown.load(ordering: .relaxed) {
-                                    connection.channel.close(promise: nil)
+                                    connection.close()
                                 }
                             }
                         }
@@ -226,7 +226,7 @@ public final class RPCServer: Service, Sendable {
         for listener in listeners { listener.close(promise: nil) }
         onShutdown()
         for connection in connections where connection.inFlight.load(ordering: .relaxed) == 0 {
-            connection.channel.close(promise: nil)
+            connection.close()
         }
     }
 

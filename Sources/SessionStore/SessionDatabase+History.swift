@@ -9,8 +9,10 @@ extension SessionDatabase {
         try Validate.messages(params.messages, maxBytes: configuration.maxMessageBytes)
         return try await writeSession(params.sessionId, caller: caller, action: MessagesAppend.name) { db, row, now in
             if let lease = params.lease { try self.checkLease(row, lease, now: now) }
-            let (first, last) = try self.appendMessages(db, row: row, messages: params.messages, now: now)
-            return MessagesAppend.Result(firstSeq: first, lastSeq: last)
+            try self.insertMessages(db, sessionPk: row.pk, after: row.messageCount, params.messages, now: now)
+            try db.cachedStatement(sql: "UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
+                .execute(arguments: [params.messages.count, row.pk])
+            return MessagesAppend.Result(firstSeq: row.messageCount + 1, lastSeq: row.messageCount + params.messages.count)
         }
     }
 
@@ -183,11 +185,17 @@ extension SessionDatabase {
                 byStatus[row[0]] = row[1]
             }
             var counters: [String: Int] = [:]
-            for row in try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT name, value FROM tenantCounter WHERE tenant = ?"),
+            if let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT turns, turnErrors, resumeAttempts, resumeSuccesses, resumeFailures, freshStarts
+                        FROM tenantCounter WHERE tenant = ?
+                        """),
                 arguments: [caller.tenant])
             {
-                counters[row[0]] = row[1]
+                for (index, name) in ["turns", "turnErrors", "resumeAttempts", "resumeSuccesses", "resumeFailures", "freshStarts"].enumerated() {
+                    counters[name] = row[index]
+                }
             }
             let reasons = try Row.fetchAll(
                 db.cachedStatement(

@@ -76,24 +76,41 @@ extension SessionDatabase {
             outcome: outcome, detail: detail, at: at)
     }
 
-    /// Adds to a per-tenant counter shown by `stats`.
-    func bump(_ db: Database, tenant: String, _ name: String, by amount: Int = 1) throws {
+    /// Adds a turn's changes to the tenant's counters shown by `stats`, in one statement.
+    func count(_ db: Database, tenant: String, _ delta: CounterDelta) throws {
         try db.cachedStatement(
             sql: """
-                INSERT INTO tenantCounter(tenant, name, value) VALUES (?, ?, ?)
-                ON CONFLICT(tenant, name) DO UPDATE SET value = value + excluded.value
+                INSERT INTO tenantCounter(tenant, turns, turnErrors, resumeAttempts, resumeSuccesses, resumeFailures,
+                                          freshStarts)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(tenant) DO UPDATE SET
+                    turns = turns + excluded.turns, turnErrors = turnErrors + excluded.turnErrors,
+                    resumeAttempts = resumeAttempts + excluded.resumeAttempts,
+                    resumeSuccesses = resumeSuccesses + excluded.resumeSuccesses,
+                    resumeFailures = resumeFailures + excluded.resumeFailures,
+                    freshStarts = freshStarts + excluded.freshStarts
                 """
-        ).execute(arguments: [tenant, name, amount])
+        ).execute(arguments: [
+            tenant, delta.turns, delta.turnErrors, delta.resumeAttempts, delta.resumeSuccesses, delta.resumeFailures,
+            delta.freshStarts,
+        ])
     }
 
     /// The name lease waiters of a tenant's key wait on.
     static func waitName(tenant: String, key: String) -> String { tenant + "\u{0}" + key }
 
-    /// A random 128-bit token in hex.
+    /// A random token of `bytes` bytes (128 bits by default), in lowercase hex.
     static func randomToken(bytes: Int = 16) -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }
-            .joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(bytes * 2)
+        for _ in 0..<bytes {
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }
 
@@ -116,4 +133,14 @@ func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
     var difference: UInt8 = 0
     for index in a.indices { difference |= a[index] ^ b[index] }
     return difference == 0
+}
+
+/// Changes to a tenant's counters made by one operation.
+struct CounterDelta {
+    var turns = 0
+    var turnErrors = 0
+    var resumeAttempts = 0
+    var resumeSuccesses = 0
+    var resumeFailures = 0
+    var freshStarts = 0
 }

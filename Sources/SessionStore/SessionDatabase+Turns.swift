@@ -148,7 +148,7 @@ extension SessionDatabase {
         try audit(db, row, caller: caller, action: "lease.grant", detail: grantDetail, at: now)
         if let reason = decision.reason {
             try audit(db, row, caller: caller, action: "fresh_start", detail: ["cause": .string(reason.rawValue)], at: now)
-            try bump(db, tenant: caller.tenant, "freshStarts")
+            try count(db, tenant: caller.tenant, CounterDelta(freshStarts: 1))
         }
 
         var transcript: TranscriptState?
@@ -159,7 +159,10 @@ extension SessionDatabase {
         {
             transcript = TranscriptState(cliSessionId: id, size: size)
         }
-        row = try db.sessionRow(pk: row.pk)!
+        (row.status, row.cliSessionId, row.pendingFresh, row.turnMode) = (status, head, pendingFresh, mode)
+        (row.leaseToken, row.leaseHolder, row.leaseFence, row.leaseExpiresAt) = (lease.token, lease.holder, lease.fence, now + leaseMs)
+        (row.lastUsedAt, row.expiresAt) = (now, now + ttl)
+        if let cwd = params.cwd { row.cwd = cwd }
         return .granted(
             SessionAcquire.Result(
                 session: row.info(now: now), created: created, lease: lease, decision: decision,
@@ -229,6 +232,10 @@ extension SessionDatabase {
             var addedCost = params.costUsd ?? 0
             var chainExtended = false
             var followUp: ResumeDecision?
+            var delta = CounterDelta()
+            var auditAction = "turn.complete"
+            var auditOutcome = "ok"
+            var auditDetail: [String: JSONValue] = [:]
 
             switch params.outcome {
             case .ok:
@@ -270,13 +277,14 @@ extension SessionDatabase {
                 var detail: [String: JSONValue] = ["cliSessionId": .string(reported)]
                 if let chainReason { detail["chainReason"] = .string(chainReason.rawValue) }
                 if mode == .resume || mode == .fork {
-                    try self.audit(db, row, caller: caller, action: "resume_ok", detail: detail, at: now)
-                    try self.bump(db, tenant: row.tenant, "resumeAttempts")
-                    try self.bump(db, tenant: row.tenant, "resumeSuccesses")
+                    auditAction = "resume_ok"
+                    delta.resumeAttempts = 1
+                    delta.resumeSuccesses = 1
                 } else {
-                    try self.audit(db, row, caller: caller, action: "turn.complete", detail: detail, at: now)
+                    auditAction = "turn.complete"
                 }
-                try self.bump(db, tenant: row.tenant, "turns")
+                auditDetail = detail
+                delta.turns = 1
             case .resumeFailed:
                 let reason = String((params.reason ?? "unknown").prefix(200))
                 attempts += 1
@@ -287,14 +295,13 @@ extension SessionDatabase {
                 if nowNonResumable { status = .nonResumable }
                 mode = .fresh(.resumeFailed)
                 followUp = .fresh(.resumeFailed)
-                try self.audit(
-                    db, row, caller: caller, action: "resume_failed", outcome: "failed",
-                    detail: [
-                        "reason": .string(reason), "cliSessionId": head.map(JSONValue.string) ?? .null,
-                        "consecutiveFailures": .number(Double(consecutive)), "nonResumable": .bool(status == .nonResumable),
-                    ], at: now)
-                try self.bump(db, tenant: row.tenant, "resumeAttempts")
-                try self.bump(db, tenant: row.tenant, "resumeFailures")
+                (auditAction, auditOutcome) = ("resume_failed", "failed")
+                auditDetail = [
+                    "reason": .string(reason), "cliSessionId": head.map(JSONValue.string) ?? .null,
+                    "consecutiveFailures": .number(Double(consecutive)), "nonResumable": .bool(status == .nonResumable),
+                ]
+                delta.resumeAttempts = 1
+                delta.resumeFailures = 1
                 try db.cachedStatement(
                     sql: """
                         INSERT INTO tenantFailureReason(tenant, reason, count) VALUES (?, ?, 1)
@@ -302,24 +309,27 @@ extension SessionDatabase {
                         """
                 ).execute(arguments: [row.tenant, reason])
             case .error:
-                try self.audit(
-                    db, row, caller: caller, action: "turn.complete", outcome: "failed",
-                    detail: ["reason": .string(params.reason ?? "unknown")], at: now)
-                try self.bump(db, tenant: row.tenant, "turnErrors")
+                (auditAction, auditOutcome) = ("turn.complete", "failed")
+                auditDetail = ["reason": .string(params.reason ?? "unknown")]
+                delta.turnErrors = 1
             }
 
+            var messageCount = row.messageCount
             if let messages = params.messages, !messages.isEmpty {
-                _ = try self.appendMessages(db, row: row, messages: messages, now: now)
+                try self.insertMessages(db, sessionPk: row.pk, after: messageCount, messages, now: now)
+                messageCount += messages.count
             }
             let keep = params.keepLease ?? false
-            if !keep {
-                try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
-            }
+            // One audit row for the turn; the lease's release is part of it.
+            auditDetail["leaseReleased"] = .bool(!keep)
+            try self.audit(db, row, caller: caller, action: auditAction, outcome: auditOutcome, detail: auditDetail, at: now)
+            try self.count(db, tenant: row.tenant, delta)
             try db.cachedStatement(
                 sql: """
                     UPDATE session SET status = ?, cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
                         resumeAttempts = ?, resumeSuccesses = ?, totalFailures = ?, lastFailureReason = ?,
                         pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?, cliCostUsd = ?,
+                        messageCount = ?,
                         inputTokens = inputTokens + ?, outputTokens = outputTokens + ?, lastUsedAt = ?,
                         expiresAt = ? + ttlSeconds * 1000,
                         leaseToken = CASE WHEN ? THEN leaseToken END,
@@ -329,11 +339,28 @@ extension SessionDatabase {
                     """
             ).execute(arguments: [
                 status.rawValue, head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
-                lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost,
+                lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost, messageCount,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
                 row.pk,
             ])
-            let updated = try db.sessionRow(pk: row.pk)!
+            // The row as just written, without reading it back.
+            var updated = row
+            (updated.status, updated.cliSessionId, updated.turnMode) = (status, head, keep ? mode : nil)
+            (updated.consecutiveFailures, updated.resumeAttempts, updated.resumeSuccesses) = (consecutive, attempts, successes)
+            (updated.totalFailures, updated.lastFailureReason) = (totalFailures, lastFailure)
+            (updated.pendingFresh, updated.forkPending, updated.turnCount) = (pendingFresh, forkPending, turns)
+            updated.costUsd += addedCost
+            updated.cliCostUsd = cliCost
+            updated.inputTokens += params.inputTokens ?? 0
+            updated.outputTokens += params.outputTokens ?? 0
+            updated.messageCount = messageCount
+            updated.lastUsedAt = now
+            updated.expiresAt = now + Int64(row.ttlSeconds) * 1000
+            if keep {
+                updated.leaseExpiresAt = now + leaseMs
+            } else {
+                (updated.leaseToken, updated.leaseHolder, updated.leaseExpiresAt) = (nil, nil, nil)
+            }
             let lease =
                 keep
                 ? Lease(
@@ -411,10 +438,8 @@ extension SessionDatabase {
         return SessionRelease.Result(released: released)
     }
 
-    /// Inserts messages after the session's last sequence number.
-    func appendMessages(_ db: Database, row: SessionRow, messages: [NewMessage], now: Int64) throws -> (Int, Int) {
-        let first = try (Int.fetchOne(
-            db.cachedStatement(sql: "SELECT messageCount FROM session WHERE pk = ?"), arguments: [row.pk]) ?? 0) + 1
+    /// Inserts messages numbered after `last`; the caller updates `session.messageCount`.
+    func insertMessages(_ db: Database, sessionPk: Int64, after last: Int, _ messages: [NewMessage], now: Int64) throws {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO message(sessionPk, seq, role, content, inputTokens, outputTokens, at)
@@ -422,13 +447,10 @@ extension SessionDatabase {
                 """)
         for (offset, message) in messages.enumerated() {
             try insert.execute(arguments: [
-                row.pk, first + offset, message.role.rawValue, message.content, message.inputTokens,
+                sessionPk, last + offset + 1, message.role.rawValue, message.content, message.inputTokens,
                 message.outputTokens, now,
             ])
         }
-        try db.cachedStatement(sql: "UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
-            .execute(arguments: [messages.count, row.pk])
-        return (first, first + messages.count - 1)
     }
 }
 

@@ -68,6 +68,9 @@ final class WriteQueue: Sendable {
 
     private func drain() async {
         while true {
+            // Let the callers just resumed by the last commit queue their next writes, so that they
+            // share the next transaction instead of each paying for a commit.
+            await Task.yield()
             let batch: [Pending] = state.withLock { state in
                 guard !state.pending.isEmpty else {
                     state.draining = false

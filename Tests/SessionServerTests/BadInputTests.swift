@@ -139,12 +139,12 @@ import Testing
     }
 
     @Test func aClientThatNeverFinishesItsFrameIsClosedByTheIdleTimeout() async throws {
-        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(500) }) { server in
+        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(1000) }) { server in
             let raw = try await RawConnection(port: server.port)
             try await raw.send(RawConnection.header(50) + Array("{\"json".utf8))
             // Trickle one byte at a time: bytes alone do not keep a connection alive.
-            for _ in 0..<3 {
-                try await Task.sleep(for: .milliseconds(200))
+            for _ in 0..<5 {
+                try await Task.sleep(for: .milliseconds(300))
                 try? await raw.send([UInt8(ascii: " ")])
             }
             #expect(await raw.waitForClose(timeout: .seconds(5)))
