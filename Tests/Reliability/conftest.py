@@ -66,6 +66,12 @@ def raise_nofile(wanted: int) -> int:
 
 
 def _raise_child_nofile() -> None:  # pragma: no cover - runs in the child
+    # Die with the test process, so that no sessiond outlives an interrupted run.
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = 65536 if hard == resource.RLIM_INFINITY else hard
     if soft < target:

@@ -219,11 +219,11 @@ import Testing
     }
 
     @Test func theClientReconnectsAfterTheServerDroppedItsConnection() async throws {
-        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(300) }) { server in
+        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(1000) }) { server in
             let client = server.client()
             let acquired = try await client.acquire(.init(key: "reconnect"))
             // The server closes the idle connection; the next calls open a new one and say hello again.
-            try await Task.sleep(for: .milliseconds(900))
+            try await Task.sleep(for: .milliseconds(2500))
             #expect(try await client.session(id: acquired.session.id).key == "reconnect")
             #expect(try await client.release(sessionId: acquired.session.id, lease: acquired.lease.proof))
             #expect(client.server?.tenant == "local")
