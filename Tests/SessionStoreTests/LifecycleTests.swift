@@ -255,6 +255,20 @@ import Testing
         #expect(again.created)
     }
 
+    @Test func auditDetailsKeepAnyTextExactly() async throws {
+        let store = try makeStore()
+        try await store.turn("k", reporting: "a")
+        let acquired = try await store.acquire(.init(key: "k"), caller: alice)
+        let reason = "quote \" backslash \\ newline \n tab \t bell \u{7} é 😀 </script>"
+        _ = try await store.complete(
+            .init(sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .resumeFailed, reason: reason),
+            caller: alice)
+        let entry = try #require(try await store.listAudit(.init(action: "resume_failed"), caller: alice).entries.first)
+        #expect(entry.detail["reason"] == .string(reason))
+        #expect(entry.detail["consecutiveFailures"] == .number(1))
+        #expect(entry.detail["nonResumable"] == .bool(false))
+    }
+
     @Test func invalidInputIsRefusedWithTheFieldNamed() async throws {
         let store = try makeStore()
         let control = await expectError(.invalidParams) { _ = try await store.acquire(.init(key: "a\u{0}b"), caller: alice) }
