@@ -5,9 +5,9 @@ import NIOFoundationCompat
 import SessionProtocol
 
 /// Every method's params type: each decoded frame is tried against all of them.
-private let paramDecoders: [(ByteBuffer) throws -> Void] = {
+private let paramDecoders: [@Sendable (ByteBuffer) throws -> Void] = {
     let decoder = WireJSON.makeDecoder()
-    func params<M: RPCMethod>(_: M.Type) -> (ByteBuffer) throws -> Void {
+    func params<M: RPCMethod>(_: M.Type) -> @Sendable (ByteBuffer) throws -> Void {
         { _ = try decoder.decode(RPCParamsEnvelope<M.Params>.self, from: $0) }
     }
     return [

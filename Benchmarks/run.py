@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""sessiond against what users would run instead, side by side in one run on one machine.
+
+    python3 Benchmarks/run.py            # full run (release build; about 15 minutes)
+    python3 Benchmarks/run.py --quick    # smoke mode: a few seconds a point, debug build is fine
+
+Starts every system itself, on loopback only, and stops it afterwards:
+  * sessiond (release build), driven by sessiond-bench;
+  * the naive Python server (Benchmarks/baselines/naive_server.py), driven by the same sessiond-bench;
+  * Redis with appendonly/everysec, driven by redis-benchmark with EVAL scripts (baselines/redis.sh);
+  * openai-agents' SQLiteSession for the history workload (baselines/sqlitesession_bench.py).
+Prints one table per workload with each figure and the ratio, and writes the same as JSON
+(Benchmarks/results/latest.json, or --json PATH). Every run is bounded in requests and in time.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ROOT / "Benchmarks" / "baselines"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Server:
+    """A server process that prints `LISTENING tcp HOST:PORT` when ready."""
+
+    def __init__(self, argv, name):
+        self.name = name
+        started = time.perf_counter()
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        self.startup_seconds = time.perf_counter() - started
+        if not line.startswith("LISTENING tcp "):
+            self.stop()
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        self.addr = line.split()[2]
+
+    def peak_rss_mb(self):
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return None
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def bench(binary, addr, workload, connections, seconds, label, extra=()):
+    """sessiond-bench points as dicts."""
+    argv = [binary, "run", "--addr", addr, "--workload", workload, "--connections", ",".join(map(str, connections)),
+            "--duration", str(seconds), "--label", label, *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * len(connections) * 4 + 300)
+    if done.returncode != 0:
+        raise RuntimeError(f"sessiond-bench failed: {done.stderr[-2000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def run_lines(argv, timeout):
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        log(f"  ! {' '.join(map(str, argv[:2]))} failed: {done.stderr[-1500:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def table(title, points, systems, connections, ratio_over):
+    """Rows per connection count: each system's ops/s and p99, and sessiond's ratio over each baseline."""
+    lines = [f"\n### {title}\n"]
+    header = ["connections"]
+    for system in systems:
+        header += [f"{system} ops/s", f"{system} p50 ms", f"{system} p99 ms", f"{system} p99.9 ms"]
+    header += [f"sessiond / {b}" for b in ratio_over]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for count in connections:
+        row = [str(count)]
+        by_system = {p["system"]: p for p in points if p.get("connections") == count}
+        for system in systems:
+            point = by_system.get(system)
+            row += ([f"{point['ops_per_s']:,.0f}", f"{point['p50_ms']:.2f}", f"{point['p99_ms']:.2f}",
+                     f"{point['p999_ms']:.2f}"] if point else ["–"] * 4)
+        mine = by_system.get("sessiond")
+        for baseline in ratio_over:
+            other = by_system.get(baseline)
+            row.append(f"{mine['ops_per_s'] / other['ops_per_s']:.2f}x" if mine and other and other["ops_per_s"] else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke mode: seconds, not minutes")
+    parser.add_argument("--build", default=None, help="build folder with sessiond and sessiond-bench")
+    parser.add_argument("--json", default=str(ROOT / "Benchmarks" / "results" / "latest.json"))
+    parser.add_argument("--skip", default="", help="comma-separated: redis,naive,sqlitesession,scale,store")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    quick = args.quick
+    connections = [1, 4] if quick else [1, 16, 64, 256]
+    seconds = 1 if quick else 10
+    build = Path(args.build) if args.build else ROOT / ".build" / ("debug" if quick else "release")
+    if not quick and not args.build:
+        log("building release binaries")
+        subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    sessiond, bench_bin = str(build / "sessiond"), str(build / "sessiond-bench")
+    work = Path(tempfile.mkdtemp(prefix="sessiond-bench-"))
+    results = {"machine": machine(), "quick": quick, "points": [], "rss_mb": {}, "scale": {}, "sizes": {}}
+    report = []
+
+    try:
+        # sessiond and the naive server, each on a fresh database per workload, driven by the same tool.
+        systems = [("sessiond", [sessiond, "--listen", "127.0.0.1:0", "--log-level", "error", "--db"])]
+        if "naive" not in skip:
+            systems.append(("naive", [sys.executable, str(BASELINES / "naive_server.py"), "--listen", "127.0.0.1:0", "--db"]))
+        for workload in ["turn", "read", "history", "mixed"]:
+            for label, argv in systems:
+                db = work / f"{label}-{workload}.sqlite"
+                log(f"{workload}: {label}")
+                server = Server(argv + [str(db)], label)
+                try:
+                    results["points"] += bench(bench_bin, server.addr, workload, connections, seconds, label,
+                                               ["--sessions", "200" if quick else "1000"])
+                    results["rss_mb"][f"{label}/{workload}"] = server.peak_rss_mb()
+                finally:
+                    server.stop()
+
+        if "redis" not in skip:
+            log("redis")
+            redis_argv = ["bash", str(BASELINES / "redis.sh"), "--connections", " ".join(map(str, connections)),
+                          "--workloads", "turn read"] + (["--quick"] if quick else [])
+            for point in run_lines(redis_argv, timeout=3600):
+                point["workload"] = {"read": "read"}.get(point["workload"], point["workload"])
+                results["points"].append(point)
+
+        if "sqlitesession" not in skip:
+            log("sqlitesession")
+            argv = [sys.executable, str(BASELINES / "sqlitesession_bench.py"), "--tasks", ",".join(map(str, connections))]
+            argv += ["--quick"] if quick else ["--seconds", str(seconds)]
+            results["points"] += run_lines(argv, timeout=3600)
+
+        if "store" not in skip:
+            log("store: group commit against one transaction per operation")
+            done = subprocess.run([bench_bin, "store", "--sessions", "2000" if quick else "100000", "--callers", "64",
+                                   "--cycles", "500" if quick else "20000", "--directory", str(work)],
+                                  capture_output=True, text=True, timeout=3600)
+            results["store"] = done.stdout.strip()
+            report.append(f"\n### Store alone (in process)\n\n{done.stdout.strip()}")
+
+        if "scale" not in skip:
+            results["scale"], results["sizes"] = scale(sessiond, bench_bin, work, quick)
+
+        points = results["points"]
+        report.insert(0, table("turn (acquire + complete with a new id and two messages)",
+                               [p for p in points if p["workload"] == "turn"],
+                               ["sessiond", "redis", "naive"], connections, ["redis", "naive"]))
+        report.insert(1, table("read (session.get and session.list pages)",
+                               [p for p in points if p["workload"] == "read"],
+                               ["sessiond", "redis", "naive"], connections, ["redis", "naive"]))
+        report.insert(2, table("history (messages.append + messages.list last 20)",
+                               [p for p in points if p["workload"] == "history"],
+                               ["sessiond", "sqlitesession", "naive"], connections, ["sqlitesession", "naive"]))
+        report.insert(3, table("mixed (90% turn, 10% read)", [p for p in points if p["workload"] == "mixed"],
+                               ["sessiond", "naive"], connections, ["naive"]))
+        report.append("\n### Peak RSS (MB)\n\n" + "\n".join(f"- {k}: {v}" for k, v in results["rss_mb"].items()))
+        if results["scale"]:
+            report.append("\n### Scale\n\n" + "\n".join(f"- {k}: {v}" for k, v in results["scale"].items()))
+        if results["sizes"]:
+            report.append("\n### Size on disk\n\n" + "\n".join(f"- {k}: {v}" for k, v in results["sizes"].items()))
+        print(f"Machine: {results['machine']}")
+        print("\n".join(report))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        log(f"wrote {args.json}")
+        missing = [w for w in ("turn", "read", "history", "mixed") if not any(
+            p["workload"] == w and p["system"] == "sessiond" for p in points)]
+        if missing:
+            raise SystemExit(f"no sessiond figures for {missing}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def scale(sessiond, bench_bin, work, quick):
+    """The turn workload on a large database against a small one; start-up time; size per row."""
+    large_sessions, large_messages = (20_000, 2) if quick else (1_000_000, 10)
+    small_sessions = 1_000 if quick else 10_000
+    figures, sizes = {}, {}
+    p99 = {}
+    for name, count, per in [("small", small_sessions, 0), ("large", large_sessions, large_messages)]:
+        db = work / f"scale-{name}.sqlite"
+        log(f"scale: prefilling {count:,} sessions with {count * per:,} messages")
+        subprocess.run([bench_bin, "prefill", "--db", str(db), "--sessions", str(count), "--messages-per-session",
+                        str(per)], check=True, capture_output=True, timeout=7200)
+        server = Server([sessiond, "--listen", "127.0.0.1:0", "--log-level", "error", "--db", str(db)], "sessiond")
+        try:
+            figures[f"{name}: sessions"] = count
+            figures[f"{name}: start-up seconds"] = round(server.startup_seconds, 3)
+            point = bench(bench_bin, server.addr, "turn", [64], 2 if quick else 20, "sessiond",
+                          ["--keys", str(count)])[0]
+            p99[name] = point["p99_ms"]
+            figures[f"{name}: turn ops/s at 64"] = point["ops_per_s"]
+            figures[f"{name}: turn p99 ms at 64"] = point["p99_ms"]
+            figures[f"{name}: peak RSS MB"] = server.peak_rss_mb()
+        finally:
+            server.stop()
+        if name == "large":
+            total = db.stat().st_size
+            sizes["database bytes"] = total
+    figures["p99 large / small"] = round(p99["large"] / p99["small"], 2) if p99.get("small") else None
+    # Size per session and per message, from two databases that differ only in messages.
+    base, with_messages = work / "size-a.sqlite", work / "size-b.sqlite"
+    n = 2_000 if quick else 100_000
+    for db, per in [(base, 0), (with_messages, 10)]:
+        subprocess.run([bench_bin, "prefill", "--db", str(db), "--sessions", str(n), "--messages-per-session", str(per)],
+                       check=True, capture_output=True, timeout=3600)
+    sizes["bytes per session"] = round(base.stat().st_size / n)
+    sizes["bytes per message"] = round((with_messages.stat().st_size - base.stat().st_size) / (n * 10))
+    return figures, sizes
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
+
+
+if __name__ == "__main__":
+    main()
