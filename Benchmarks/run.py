@@ -118,6 +118,7 @@ def main():
     quick = args.quick
     connections = [1, 4] if quick else [1, 16, 64, 256]
     seconds = 1 if quick else 10
+    keys = 2_000 if quick else 100_000
     build = Path(args.build) if args.build else ROOT / ".build" / ("debug" if quick else "release")
     if not quick and not args.build:
         log("building release binaries")
@@ -135,11 +136,15 @@ def main():
         for workload in ["turn", "read", "history", "mixed"]:
             for label, argv in systems:
                 db = work / f"{label}-{workload}.sqlite"
+                if workload in ("turn", "mixed"):
+                    # Like Redis's run: the turns resume sessions that exist, keys bench:0… of 100,000.
+                    subprocess.run([bench_bin, "prefill", "--db", str(db), "--sessions", str(keys)], check=True,
+                                   capture_output=True, timeout=1800)
                 log(f"{workload}: {label}")
                 server = Server(argv + [str(db)], label)
                 try:
                     results["points"] += bench(bench_bin, server.addr, workload, connections, seconds, label,
-                                               ["--sessions", "200" if quick else "1000"])
+                                               ["--sessions", "200" if quick else "1000", "--keys", str(keys)])
                     results["rss_mb"][f"{label}/{workload}"] = server.peak_rss_mb()
                 finally:
                     server.stop()
@@ -147,7 +152,7 @@ def main():
         if "redis" not in skip:
             log("redis")
             redis_argv = ["bash", str(BASELINES / "redis.sh"), "--connections", " ".join(map(str, connections)),
-                          "--workloads", "turn read"] + (["--quick"] if quick else [])
+                          "--workloads", "turn read", "--keys", str(keys)] + (["--quick"] if quick else [])
             for point in run_lines(redis_argv, timeout=3600):
                 point["workload"] = {"read": "read"}.get(point["workload"], point["workload"])
                 results["points"].append(point)
