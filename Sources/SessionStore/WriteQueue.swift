@@ -1,5 +1,5 @@
+import Foundation
 import GRDB
-import Synchronization
 
 /// The single writer: every write goes through here, and the writes that arrive while a transaction
 /// commits are coalesced into the next one (group commit).
@@ -12,18 +12,33 @@ final class WriteQueue: Sendable {
         let finish: @Sendable ((any Error)?) -> Void
     }
 
-    private struct State {
+    /// What the writer thread and the callers share. It does not refer to the queue, so the queue can go away
+    /// and tell the thread to stop.
+    private final class Shared: @unchecked Sendable {
+        let condition = NSCondition()
         var pending: [Pending] = []
-        var draining = false
+        var stopped = false
     }
 
-    private let writer: any DatabaseWriter
-    private let maxBatch: Int
-    private let state = Mutex(State())
+    private let shared = Shared()
 
+    /// Starts the writer: a thread of its own that runs batches with GRDB's synchronous API, so that a write
+    /// costs no hop through a dispatch queue or the cooperative pool on its way to SQLite.
     init(writer: any DatabaseWriter, maxBatch: Int) {
-        self.writer = writer
-        self.maxBatch = max(1, maxBatch)
+        let shared = self.shared
+        let maxBatch = max(1, maxBatch)
+        let thread = Thread {
+            Self.run(writer: writer, shared: shared, maxBatch: maxBatch)
+        }
+        thread.name = "sessiond-writer"
+        thread.start()
+    }
+
+    deinit {
+        shared.condition.lock()
+        shared.stopped = true
+        shared.condition.signal()
+        shared.condition.unlock()
     }
 
     /// Runs `operation` in the next group-commit transaction and returns its result once committed.
@@ -50,40 +65,28 @@ final class WriteQueue: Sendable {
                         continuation.resume(with: outcome.result ?? .failure(StoreFault.notApplied))
                     }
                 })
-            enqueue(pending)
+            shared.condition.lock()
+            shared.pending.append(pending)
+            shared.condition.signal()
+            shared.condition.unlock()
         }
     }
 
-    private func enqueue(_ pending: Pending) {
-        let startDrain = state.withLock { state in
-            state.pending.append(pending)
-            guard !state.draining else { return false }
-            state.draining = true
-            return true
-        }
-        if startDrain {
-            Task { await drain() }
-        }
-    }
-
-    private func drain() async {
+    /// The writer thread: waits for work, then commits everything that queued up meanwhile in one transaction.
+    private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int) {
         while true {
-            // Let the callers just resumed by the last commit queue their next writes, so that they
-            // share the next transaction instead of each paying for a commit.
-            await Task.yield()
-            let batch: [Pending] = state.withLock { state in
-                guard !state.pending.isEmpty else {
-                    state.draining = false
-                    return []
-                }
-                let count = min(state.pending.count, maxBatch)
-                let batch = Array(state.pending.prefix(count))
-                state.pending.removeFirst(count)
-                return batch
+            shared.condition.lock()
+            while shared.pending.isEmpty, !shared.stopped { shared.condition.wait() }
+            if shared.pending.isEmpty, shared.stopped {
+                shared.condition.unlock()
+                return
             }
-            if batch.isEmpty { return }
+            let count = min(shared.pending.count, maxBatch)
+            let batch = Array(shared.pending.prefix(count))
+            shared.pending.removeFirst(count)
+            shared.condition.unlock()
             do {
-                try await writer.write { db in
+                try writer.write { db in
                     for pending in batch {
                         pending.apply(db)
                         // SQLite rolls the whole transaction back on some errors (a full disk, for one).

@@ -31,6 +31,7 @@ from conftest import (
     Sessiond,
     assert_serving,
     frame,
+    latency_retry,
     pick,
     raise_nofile,
     reason,
@@ -38,22 +39,26 @@ from conftest import (
     request,
 )
 
-from sessiond_client import Client, RateLimited, Unauthenticated  # noqa: E402
+from sessiond_client import Client  # noqa: E402
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+# New connections a second, for the attacks that open many: each costs sessiond ~1 ms of CPU in a
+# debug build (~0.35 ms in release), so a faster storm only measures how fast 2 cores can accept.
+CONNECT_RATE = 400.0
 
 
 # -- slowloris ------------------------------------------------------------------------------------
 
 
+@latency_retry
 def test_slowloris(server_factory, tmp_path):
     """Thousands of connections (a few hundred in short mode) each send one byte a second of a frame
-    they never finish. With --idle-timeout 2 the server must close every one of them about 2 s after
-    it opened (bytes alone do not keep a connection alive), keep its RSS bounded, and keep serving a
-    well-behaved client at its usual latency."""
+    they never finish. The server must close every one of them within its idle timeout (bytes alone
+    do not keep a connection alive), keep its RSS bounded, and keep serving a well-behaved client at
+    its usual latency. The attacker replaces every closed connection, at most CONNECT_RATE a second."""
     connections = pick(300, 3000)
-    duration = pick(5.0, 15.0)
-    idle_timeout = 2.0
+    duration = pick(5.0, 20.0)
+    idle_timeout = pick(2.0, 5.0)
     raise_nofile(connections * 2 + 1000)
     server = server_factory("--idle-timeout", str(idle_timeout), "--max-connections", str(connections + 500))
     payload = frame(request(1, "health"))  # sent one byte a second: never complete within the timeout
@@ -99,10 +104,14 @@ def test_slowloris(server_factory, tmp_path):
 
     with Measured("slowloris", server, tmp_path) as m:
         start = time.monotonic()
+        peak_open = 0
         while time.monotonic() - start < duration:
+            peak_open = max(peak_open, len(opened))
             # keep the attack at full strength: replace connections the server closed
-            while len(opened) < connections and time.monotonic() - start < duration - 0.5:
+            allowed = int((time.monotonic() - start) * CONNECT_RATE) + 1 - total_opened
+            while allowed > 0 and len(opened) < connections and time.monotonic() - start < duration - 0.5:
                 open_one(time.monotonic())
+                allowed -= 1
             poll(0.02)
             now = time.monotonic()
             while schedule and schedule[0][0] <= now:
@@ -127,7 +136,7 @@ def test_slowloris(server_factory, tmp_path):
         survivors = len(opened)
         for fd in list(opened):
             close_one(fd, time.monotonic())
-    report(f"adversarial: case=slowloris connections={connections} opened={total_opened} "
+    report(f"adversarial: case=slowloris connections={connections} peak_open={peak_open} opened={total_opened} "
            f"closed_by_server={len(lifetimes) - survivors} survivors={survivors} refused={refused} "
            f"max_lifetime={max(lifetimes):.1f}s idle_timeout={idle_timeout}s")
     assert survivors == 0, f"{survivors} slowloris connections outlived the idle timeout"
@@ -139,9 +148,7 @@ def test_slowloris(server_factory, tmp_path):
 
 # -- idle connections against the cap -------------------------------------------------------------
 
-CONNECT_RATE = 1000.0  # new connections a second (each costs the debug build ~1-2 ms of CPU)
-
-
+@latency_retry
 def test_idle_connections_against_the_cap(server_factory, tmp_path):
     """Thousands of idle connections: the server admits up to --max-connections, answers the rest
     with `overloaded` and closes them, stays within bounded RSS and keeps serving the admitted
@@ -254,8 +261,8 @@ def _pipeline(server: Sessiond, one_frame: bytes, count: int, seconds: float) ->
         if not pending:
             if queued >= count:
                 break
-            batch = min(100, count - queued)
-            pending = one_frame * batch
+            batch = max(1, min(100, count - queued, (1 << 20) // len(one_frame)))
+            pending = memoryview(one_frame * batch)
             queued += batch
         if not selector.select(timeout=0.2):
             stalled_since = stalled_since or time.monotonic()
@@ -272,26 +279,58 @@ def _pipeline(server: Sessiond, one_frame: bytes, count: int, seconds: float) ->
             "requests_wanted": count, "blocked": stalled_since is not None or sent_bytes < count * len(one_frame)}
 
 
-def test_pipelining_without_reading(server_factory, tmp_path):
-    """A client pipelines 100,000 requests whose answers are large and never reads one: back-pressure
-    (maxInFlight, then TCP) must keep the server from buffering the answers, so RSS stays bounded."""
-    server = server_factory()
+def _pipeline_setup(server: Sessiond) -> bytes:
     with server.client() as setup:
         for i in range(50):
             acquired = setup.acquire(f"pipe:{i}", metadata={"pad": "m" * 4000})
             setup.release(acquired["session"]["id"], acquired["lease"])
-    one = frame(request(1, "session.list", {"limit": 1000}))  # ~250 KB per answer
-    with Measured("pipelining", server, tmp_path) as m:
+    return frame(request(1, "session.list", {"limit": 1000}))  # ~250 KB per answer
+
+
+@latency_retry
+def test_pipelining_without_reading(server_factory, tmp_path):
+    """A client pipelines 100,000 requests whose answers are large and never reads one: back-pressure
+    (maxInFlight, then TCP) must keep the server from buffering the answers, so RSS stays bounded, and
+    other clients keep their latency while it is connected."""
+    server = server_factory()
+    one = _pipeline_setup(server)
+    # (no idle baseline after: the attacker is still connected then; see the disconnect test)
+    with Measured("pipelining", server, tmp_path, after_baseline=False) as m:
         result = _pipeline(server, one, 100_000, pick(6.0, 20.0))
         time.sleep(1.0)
         m.attack_done()
-        result["sock"].close()
     report(f"adversarial: case=pipelining requests_wanted={result['requests_wanted']} "
            f"requests_taken_by_kernel_and_server={result['requests_sent']} held_back={result['blocked']} "
            f"answers_unbuffered_bound_MB={result['requests_sent'] * 250 // 1024}")
-    assert result["blocked"], "the server read every request: nothing held the client back"
-    m.check(max_growth_mb=200)
-    assert_serving(server)
+    try:
+        assert result["blocked"], "the server read every request: nothing held the client back"
+        m.check(max_growth_mb=200)
+        assert_serving(server)
+    finally:
+        result["sock"].close()
+        server.kill()  # (it would keep working through what the client left behind: see below)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server bug: when a pipelining client that never read disconnects, sessiond keeps reading and "
+    "running every request left in the socket (~39,000 session.list here) whose answers nobody can "
+    "receive: ~15 s of CPU, and other clients' calls take 250-550 ms meanwhile (100x idle). "
+    "Work for a connection whose output is gone should stop"))
+def test_pipelining_client_disconnects(server_factory, tmp_path):
+    """The same attacker closes its connection: the server must drop what it left behind at once,
+    so that other clients keep their latency right after."""
+    server = server_factory()
+    one = _pipeline_setup(server)
+    result = _pipeline(server, one, 100_000, pick(5.0, 10.0))
+    try:
+        with Measured("pipelining-disconnect", server, tmp_path) as m:
+            result["sock"].close()
+            time.sleep(pick(3.0, 5.0))
+            m.attack_done()
+        report(f"adversarial: case=pipelining-disconnect requests_left_behind~{result['requests_sent']}")
+        m.check(max_growth_mb=200)
+    finally:
+        server.kill()
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -299,23 +338,80 @@ def test_pipelining_without_reading(server_factory, tmp_path):
     "15 MB frames make sessiond hold ~1 GB and starve every other client for >10 s"))
 def test_pipelining_huge_frames_without_reading(server_factory, tmp_path):
     """Like the above, but each request is a 15 MB frame (under the 16 MiB cap) whose key is refused
-    with too_large: what the server holds must still be bounded (< 300 MB), and other clients must
-    keep their latency."""
+    with too_large: what the server holds must still be bounded (< 200 MB growth), and other clients
+    must keep their latency."""
     server = server_factory()
     one = frame(request(1, "session.get", {"key": "k" * (15 * 1024 * 1024)}))
-    with Measured("pipelining-huge-frames", server, tmp_path) as m:
-        result = _pipeline(server, one, 80, pick(8.0, 15.0))
-        m.attack_done()
-        result["sock"].close()
-    report(f"adversarial: case=pipelining-huge-frames frames_sent={result['requests_sent']} "
-           f"bytes_sent={result['bytes_sent'] >> 20}MB")
-    m.check(max_growth_mb=300)
-    assert_serving(server)
+    try:
+        with Measured("pipelining-huge-frames", server, tmp_path) as m:
+            result = _pipeline(server, one, pick(24, 80), pick(6.0, 15.0))
+            m.attack_done()
+            result["sock"].close()
+        report(f"adversarial: case=pipelining-huge-frames frames_sent={result['requests_sent']} "
+               f"bytes_sent={result['bytes_sent'] >> 20}MB")
+        m.check(max_growth_mb=200)
+        assert_serving(server)
+    finally:
+        server.kill()  # do not wait for it to digest the backlog
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server bug: the idle timeout counts a connection as idle while its complete request waits between "
+    "the frame decoder and the serve loop (inFlight is only raised once the loop takes the frame), so "
+    "under load a well-behaved client that sends every 0.1 s is closed, its request unanswered"))
+def test_idle_timeout_never_drops_a_pending_request(server_factory):
+    """Well-behaved clients send `health` every 0.1 s (never idle for the 1 s idle timeout) while
+    another connection keeps the server busy; a request may be answered late, but its connection
+    must not be closed."""
+    server = server_factory("--idle-timeout", "1")
+    attackers = [socket.create_connection((server.host, server.port)) for _ in range(2)]
+    one = frame(request(1, "session.get", {"key": "k" * (15 * 1024 * 1024)}))
+    closed: List[str] = []
+    answered: List[int] = []
+
+    def victim(index: int) -> None:
+        conn = RawConn(server.addr, timeout=60)
+        try:
+            start = time.monotonic()
+            n = 0
+            while time.monotonic() - start < 12.0 and not closed:
+                t0 = time.monotonic()
+                conn.send_frame(request(n + 1, "health"))
+                if conn.recv_frame(60) is None:
+                    closed.append(f"victim {index}: closed after {n} answers; its request had waited "
+                                  f"{time.monotonic() - t0:.2f}s (eof={conn.eof})")
+                    return
+                n += 1
+                time.sleep(0.1)
+            answered.append(n)
+        finally:
+            conn.close()
+
+    def attack(sock: socket.socket) -> None:
+        try:
+            for _ in range(20):
+                sock.sendall(one)
+        except OSError:
+            pass
+
+    victims = [threading.Thread(target=victim, args=(i,), daemon=True) for i in range(4)]
+    senders = [threading.Thread(target=attack, args=(a,), daemon=True) for a in attackers]
+    try:
+        for thread in victims + senders:
+            thread.start()
+        for thread in victims:
+            thread.join(90)
+    finally:
+        for attacker in attackers:
+            attacker.close()
+        server.kill()
+    assert not closed, closed
 
 
 # -- hello brute force ----------------------------------------------------------------------------
 
 
+@latency_retry
 def test_hello_brute_force(server_factory, tmp_path):
     """Wrong tokens from one address: the first 10 answer `unauthenticated` and are audited as
     `auth.failed`, then every hello from that address (even with a valid token) answers
@@ -327,6 +423,7 @@ def test_hello_brute_force(server_factory, tmp_path):
         admin = setup.tokens_create("ops", admin=True, label="reliability")["token"]
     outcomes: Dict[str, Dict[str, int]] = {}
     retry_after: List[int] = []
+    spacing = pick(3.0, 10.0) / attempts  # spread the attempts over a few seconds
     with Measured("hello-brute-force", server, tmp_path, token=admin) as m:
         for a in range(addresses):
             source = f"127.0.0.{2 + a}"
@@ -343,6 +440,7 @@ def test_hello_brute_force(server_factory, tmp_path):
                 counts[why] = counts.get(why, 0) + 1
                 if why == "rate_limited":
                     retry_after.append(answer["error"]["data"].get("retryAfterMs", -1))
+                time.sleep(spacing)
             # Even the right token is refused from this address now.
             answer = conn.call(10**6, "hello", {"client": {"name": "brute"}, "token": admin})
             counts["valid_token_" + (reason(answer) or "ok")] = 1
@@ -784,6 +882,7 @@ FLOOD_CASES = [(n, c) for n, c, flood in BAD_INPUTS if flood]
     "name,cases",
     [("all-bad-inputs", [c for _, c in FLOOD_CASES])] + ([(n, [c]) for n, c in FLOOD_CASES] if FULL else []),
     ids=["all"] + ([n for n, _ in FLOOD_CASES] if FULL else []))
+@latency_retry
 def test_bad_input_flood(server_factory, tmp_path, name, cases):
     """Bad input replayed in a loop from two connections at a time: RSS bounded, a well-behaved
     client's p99 within 2x of idle, and the server serves afterwards."""
@@ -974,14 +1073,20 @@ def test_sql_metacharacters_in_every_string_field(server_factory):
         assert all("%" in s["labels"] for s in client.list_all(label="%"))
         assert client.audit_list(action="%")["entries"] == []
         assert client.audit_list(action="' OR 1=1 --")["entries"] == []
-        # Tokens: tenant and label with metacharacters.
-        for nasty in SQL_NASTIES[:4]:
-            made = client.tokens_create(f"tenant{nasty}", label=f"label{nasty}")
-            assert made["info"]["tenant"] == f"tenant{nasty}" and made["info"]["label"] == f"label{nasty}"
-        admin_token = client.tokens_create("ops", admin=True)["token"]
+        # Tokens: tenant and label with metacharacters (the first token turns auth on).
+        admin_token = client.tokens_create("ops", admin=True, label="ops' OR 1=1 --")["token"]
     with Client(server.addr, token=admin_token) as admin:
+        for nasty in SQL_NASTIES[:4]:
+            made = admin.tokens_create(f"tenant{nasty}", label=f"label{nasty}")
+            assert made["info"]["tenant"] == f"tenant{nasty}" and made["info"]["label"] == f"label{nasty}"
+            with Client(server.addr, token=made["token"]) as tenant_client:
+                assert tenant_client.server_info["tenant"] == f"tenant{nasty}"
+                assert tenant_client.list_all() == [], "a new tenant sees another tenant's sessions"
+                acquired = tenant_client.acquire(f"pfx{nasty}0")  # same key as in tenant local: no clash
+                tenant_client.release(acquired["session"]["id"], acquired["lease"])
         tokens = admin.tokens_list()["tokens"]
         assert {f"tenant{n}" for n in SQL_NASTIES[:4]} <= {t["tenant"] for t in tokens}
+        assert "ops' OR 1=1 --" in {t.get("label") for t in tokens}
     # Bystanders untouched; every table still there (checked offline after a clean stop).
     assert server.stop() == 0
     import sqlite3
@@ -995,5 +1100,6 @@ def test_sql_metacharacters_in_every_string_field(server_factory):
             assert row == (before["id"], 1, "bystander-cli", None), (key, row)
         assert db.execute("SELECT count(*) FROM session WHERE tenant = 'local'").fetchone()[0] == \
             len(bystanders) + 2 * len(SQL_NASTIES)
+        assert db.execute("SELECT count(*) FROM session WHERE tenant <> 'local'").fetchone()[0] == 4
     finally:
         db.close()

@@ -21,6 +21,7 @@ import base64
 import json
 import random
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from conftest import FULL, Sessiond, pick, report
+from conftest import Sessiond, pick, report
 
 from sessiond_client import (  # noqa: E402
     Client,
@@ -56,6 +57,7 @@ MIN_ACKS_BEFORE_KILL = 15
 PROGRESS_TIMEOUT = 30.0
 
 RETRYABLE = (ConnectionClosed, Timeout, ProtocolError, ShuttingDown, Unavailable, OSError)
+# ShuttingDown: answered between a SIGTERM and the SIGKILL that interrupts the shutdown.
 
 
 def parse_time(text: str) -> float:
@@ -270,6 +272,7 @@ def test_every_acknowledged_write_survives_sigkill(tmp_path, sync):
     writers = [Writer(i, harness, tmp_path / f"writer-{i}.jsonl", sync) for i in range(WRITERS)]
     rng = random.Random(f"killer-{sync}")
     kills = 0
+    kills_during_shutdown = 0
     long_downtimes = 0
     started = time.monotonic()
     try:
@@ -287,6 +290,11 @@ def test_every_acknowledged_write_survives_sigkill(tmp_path, sync):
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.4))
             assert server.alive(), f"sessiond exited by itself:\n{server.log_text()[-3000:]}"
+            if rng.random() < 0.2:
+                # SIGTERM first, then SIGKILL in the middle of the graceful shutdown (its WAL checkpoint)
+                server.process.send_signal(signal.SIGTERM)
+                time.sleep(rng.uniform(0.0, 0.05))
+                kills_during_shutdown += 1
             server.kill()
             kills += 1
             # Mostly a quick restart; sometimes long enough for leases to expire while it is down.
@@ -330,7 +338,7 @@ def test_every_acknowledged_write_survives_sigkill(tmp_path, sync):
         report(f"crash: synchronous={sync} cycles={kills} acknowledged={checked} lost={len(lost)} "
                f"acquire={by_op.get('acquire', 0)} message={by_op.get('message', 0)} "
                f"transcript={by_op.get('transcript', 0)} complete={by_op.get('complete', 0)} "
-               f"long_downtimes={long_downtimes} writer_errors={retries} "
+               f"long_downtimes={long_downtimes} kills_during_shutdown={kills_during_shutdown} writer_errors={retries} "
                f"dead_holder_leases={lease_report['dead_leases']} reacquired_keys={lease_report['taken_over']} load_seconds={load_seconds:.1f} "
                f"integrity=crash:{crash_check},final:{final_check.splitlines()[0]}")
         assert not harness.anomalies, "writers saw inconsistencies:\n" + "\n".join(harness.anomalies[:30])
