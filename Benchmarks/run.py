@@ -112,12 +112,13 @@ def main():
     parser.add_argument("--build", default=None, help="build folder with sessiond and sessiond-bench")
     parser.add_argument("--json", default=str(ROOT / "Benchmarks" / "results" / "latest.json"))
     parser.add_argument("--skip", default="", help="comma-separated: redis,naive,sqlitesession,scale,store")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds a point (default 10, quick 1)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
     quick = args.quick
     connections = [1, 4] if quick else [1, 16, 64, 256]
-    seconds = 1 if quick else 10
+    seconds = args.seconds or (1 if quick else 10)
     keys = 2_000 if quick else 100_000
     build = Path(args.build) if args.build else ROOT / ".build" / ("debug" if quick else "release")
     if not quick and not args.build:
@@ -172,7 +173,11 @@ def main():
             report.append(f"\n### Store alone (in process)\n\n{done.stdout.strip()}")
 
         if "scale" not in skip:
-            results["scale"], results["sizes"] = scale(sessiond, bench_bin, work, quick)
+            try:
+                results["scale"], results["sizes"] = scale(sessiond, bench_bin, work, quick)
+            except (subprocess.SubprocessError, RuntimeError, OSError) as error:
+                log(f"  ! scale run failed: {error}")
+                results["scale"] = {"error": str(error)[:500]}
 
         points = results["points"]
         report.insert(0, table("turn (acquire + complete with a new id and two messages)",

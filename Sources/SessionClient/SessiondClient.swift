@@ -164,7 +164,7 @@ final class ClientConnection: Sendable {
         do {
             switch configuration.address {
             case .tcp(let host, let port):
-                asyncChannel = try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                asyncChannel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(host: host, port: port, channelInitializer: initializer)
             case .unix(let path):
                 asyncChannel = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)

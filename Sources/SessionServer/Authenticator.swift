@@ -95,6 +95,11 @@ public final class Authenticator: Sendable {
         }
     }
 
+    /// Whether the connection may call admin methods.
+    func isAdmin(_ connection: Connection) -> Bool {
+        (try? authorize(connection, access: .admin)) != nil
+    }
+
     /// Refuses a call the connection may not make.
     func authorize(_ connection: Connection, access: RPCAccess) throws {
         guard access != .anyone else { return }

@@ -70,7 +70,16 @@ extension Router {
         router.register(MessagesList.self) { try await store.listMessages($0, caller: $1.caller) }
         router.register(TranscriptAppend.self) { try await store.appendTranscript($0, caller: $1.caller) }
         router.register(TranscriptRead.self) { try await store.readTranscript($0, caller: $1.caller) }
-        router.register(AuditList.self) { try await store.listAudit($0, caller: $1.caller) }
+        router.register(AuditList.self) { params, context in
+            var caller = context.caller
+            if let tenant = params.tenant, tenant != caller.tenant {
+                guard authenticator.isAdmin(context.connection) else {
+                    throw SessionError(.forbidden, "reading another tenant's audit log needs an admin token")
+                }
+                caller.tenant = tenant
+            }
+            return try await store.listAudit(params, caller: caller)
+        }
         router.register(RegistryStats.self) { try await store.stats(caller: $1.caller) }
         router.register(TokensCreate.self) { params, context in
             let result = try await store.createToken(params, caller: context.caller)

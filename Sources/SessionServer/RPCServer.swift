@@ -25,6 +25,8 @@ public final class RPCServer: Service, Sendable {
         public var maxFrameBytes = 16 * 1024 * 1024
         /// Requests run at once per connection; past it the connection is not read (back-pressure).
         public var maxInFlight = 64
+        /// Request bytes run at once per connection (one request of any allowed size always runs).
+        public var maxInFlightBytes = 32 * 1024 * 1024
 
         public init() {}
     }
@@ -105,17 +107,17 @@ public final class RPCServer: Service, Sendable {
                     IdleTimeoutHandler(
                         timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
                             + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
-                        isBusy: { connection.inFlight.load(ordering: .relaxed) > 0 }))
+                        connection: connection))
                 let asyncChannel = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                     wrappingChannelSynchronously: channel,
                     configuration: NIOAsyncChannel.Configuration(
-                        backPressureStrategy: .init(lowWatermark: 4, highWatermark: 32)))
+                        backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
                 return Accepted(connection: connection, channel: asyncChannel)
             }
         }
         if let tcp = configuration.tcp {
             let channel = try await bootstrap
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: tcp.host, port: tcp.port, childChannelInitializer: initializer)
             let address = channel.channel.localAddress
@@ -180,14 +182,18 @@ public final class RPCServer: Service, Sendable {
             connectionGauge.record(connectionCount)
         }
         logger.debug("connection opened")
-        let gate = InFlightGate(limit: configuration.maxInFlight)
+        let gate = InFlightGate(limit: configuration.maxInFlight, byteLimit: configuration.maxInFlightBytes)
         do {
             try await channel.executeThenClose { inbound, outbound in
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await frame in inbound {
-                            await gate.enter()
-                            connection.inFlight.add(1, ordering: .relaxed)
+                            // A peer that went away gets no more work done for it.
+                            guard channel.channel.isActive else {
+                                connection.inFlight.subtract(1, ordering: .relaxed)
+                                continue
+                            }
+                            await gate.enter(bytes: frame.readableBytes)
                             group.addTask {
                                 if let response = await self.router.respond(
                                     to: frame, connection: connection, logger: logger)
@@ -195,7 +201,7 @@ public final class RPCServer: Service, Sendable {
                                     try? await outbound.write(response)
                                 }
                                 let remaining = connection.inFlight.subtract(1, ordering: .relaxed).newValue
-                                gate.leave()
+                                gate.leave(bytes: frame.readableBytes)
                                 if remaining == 0, self.shuttingDown.load(ordering: .relaxed) {
                                     connection.close()
                                 }

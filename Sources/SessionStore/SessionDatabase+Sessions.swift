@@ -10,6 +10,7 @@ extension SessionDatabase {
             return try await readSession(id, caller: caller, action: SessionGet.name) { _, row in row.info(now: now) }
         }
         guard let key = selector.key else { throw SessionError.invalidParams("give sessionId or key") }
+        try Validate.name(key, field: "key", maxBytes: configuration.maxKeyBytes)
         return try await read { db in
             guard let row = try db.sessionRow(tenant: caller.tenant, key: key) else {
                 throw SessionError.notFound("session")
@@ -208,6 +209,7 @@ extension SessionDatabase {
     func resolveID(_ selector: SessionSelector, caller: Caller) async throws -> String {
         if let id = selector.sessionId { return id }
         guard let key = selector.key else { throw SessionError.invalidParams("give sessionId or key") }
+        try Validate.name(key, field: "key", maxBytes: configuration.maxKeyBytes)
         return try await read { db in
             guard let id = try String.fetchOne(
                 db.cachedStatement(sql: "SELECT id FROM session WHERE tenant = ? AND key = ?"),

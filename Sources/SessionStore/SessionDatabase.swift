@@ -82,6 +82,7 @@ public final class SessionDatabase: Sendable {
         try? FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         do {
+            if FileManager.default.fileExists(atPath: path) { try checkExistingFile(path: path) }
             let pool = try DatabasePool(path: path, configuration: makeConfiguration(configuration))
             if configuration.synchronous == .full {
                 // The pool resets `synchronous` to NORMAL when it turns WAL on, so apply FULL afterwards.
@@ -93,6 +94,35 @@ public final class SessionDatabase: Sendable {
             throw error
         } catch let error as DatabaseError {
             throw StoreOpenError(description: describeOpenFailure(error, path: path))
+        }
+    }
+
+    /// Reads an existing file without writing to it, and refuses one that is another application's
+    /// database or has a newer schema than this binary, before anything opens it for writing.
+    private static func checkExistingFile(path: String) throws {
+        var readOnly = Configuration()
+        readOnly.readonly = true
+        readOnly.busyMode = .timeout(5)
+        let queue = try DatabaseQueue(path: path, configuration: readOnly)
+        defer { try? queue.close() }
+        let (tables, applied) = try queue.read { db -> ([String], Set<String>) in
+            let tables = try String.fetchAll(
+                db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            let applied = tables.contains("grdb_migrations")
+                ? Set(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")) : []
+            return (tables, applied)
+        }
+        if !tables.isEmpty, !tables.contains("grdb_migrations") {
+            throw StoreOpenError(
+                description: "\(path) is another application's SQLite database (tables: \(tables.prefix(5).joined(separator: ", "))), not a sessiond database; pass another --db")
+        }
+        let unknown = applied.subtracting(Schema.migrationNames).sorted()
+        if !unknown.isEmpty {
+            throw StoreOpenError(
+                description: """
+                    the database at \(path) has a newer schema than this sessiond (unknown migrations: \
+                    \(unknown.joined(separator: ", "))); run a newer sessiond or use another --db
+                    """)
         }
     }
 

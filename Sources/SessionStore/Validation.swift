@@ -28,9 +28,12 @@ enum Validate {
         }
     }
 
-    static func nonNegative(_ value: Double?, field: String) throws {
+    /// A cost or other amount: finite, not negative, and small enough that sums stay finite.
+    static func nonNegative(_ value: Double?, field: String, max: Double = 1e9) throws {
         guard let value else { return }
-        guard value.isFinite, value >= 0 else { throw SessionError.invalidParams("\(field) must be a finite number ≥ 0") }
+        guard value.isFinite, value >= 0, value <= max else {
+            throw SessionError.invalidParams("\(field) must be a number from 0 to \(Int(max))")
+        }
     }
 
     static func labels(_ labels: [String]?) throws {

@@ -18,6 +18,9 @@ final class WriteQueue: Sendable {
         let condition = NSCondition()
         var pending: [Pending] = []
         var stopped = false
+        /// Signalled when the writer thread has let go of the database.
+        let exited = DispatchSemaphore(value: 0)
+        var thread: Thread?
     }
 
     private let shared = Shared()
@@ -31,14 +34,19 @@ final class WriteQueue: Sendable {
             Self.run(writer: writer, shared: shared, maxBatch: maxBatch)
         }
         thread.name = "sessiond-writer"
+        shared.thread = thread
         thread.start()
     }
 
+    /// Stops the writer and, unless this runs on the writer itself, waits until it has released the
+    /// database, so that the file is closed when the store is gone.
     deinit {
         shared.condition.lock()
         shared.stopped = true
         shared.condition.signal()
+        let onWriter = Thread.current === shared.thread
         shared.condition.unlock()
+        if !onWriter { shared.exited.wait() }
     }
 
     /// Runs `operation` in the next group-commit transaction and returns its result once committed.
@@ -74,11 +82,15 @@ final class WriteQueue: Sendable {
 
     /// The writer thread: waits for work, then commits everything that queued up meanwhile in one transaction.
     private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int) {
+        // Released before `exited` is signalled, so the file is closed by the time deinit returns.
+        var writer: (any DatabaseWriter)? = writer
         while true {
             shared.condition.lock()
             while shared.pending.isEmpty, !shared.stopped { shared.condition.wait() }
             if shared.pending.isEmpty, shared.stopped {
                 shared.condition.unlock()
+                writer = nil
+                shared.exited.signal()
                 return
             }
             let count = min(shared.pending.count, maxBatch)
@@ -86,7 +98,7 @@ final class WriteQueue: Sendable {
             shared.pending.removeFirst(count)
             shared.condition.unlock()
             do {
-                try writer.write { db in
+                try writer!.write { db in
                     for pending in batch {
                         pending.apply(db)
                         // SQLite rolls the whole transaction back on some errors (a full disk, for one).

@@ -60,6 +60,9 @@ struct SessiondCommand: AsyncParsableCommand {
     @Option(help: "Transcript bytes kept per session. [SESSIOND_MAX_TRANSCRIPT_BYTES] (default: 67108864)")
     var maxTranscriptBytes: Int?
 
+    @Option(help: "Cap the database at this many pages (PRAGMA max_page_count); writes past it fail with storage_full. [SESSIOND_MAX_DB_PAGES]")
+    var maxDbPages: Int?
+
     @Option(help: "SQLite synchronous mode: normal (survives a process crash) or full (also power loss). [SESSIOND_SYNCHRONOUS] (default: normal)")
     var synchronous: String?
 
@@ -83,6 +86,7 @@ struct SessiondCommand: AsyncParsableCommand {
         if let cap = try settings.int("maxSessionsPerTenant") { store.maxSessionsPerTenant = cap }
         if let failures = try settings.int("maxResumeFailures") { store.maxConsecutiveFailures = failures }
         if let bytes = try settings.int("maxTranscriptBytes") { store.maxTranscriptBytesPerSession = bytes }
+        if let pages = try settings.int("maxDbPages") { store.maxPageCount = pages }
         if let mode = try settings.string("synchronous") {
             guard let value = StoreConfiguration.Synchronous(rawValue: mode.uppercased()) else {
                 throw ValidationError("synchronous must be normal or full")
@@ -190,6 +194,7 @@ struct Settings {
         put("maxResumeFailures", command.maxResumeFailures)
         put("maxTranscriptBytes", command.maxTranscriptBytes)
         put("synchronous", command.synchronous)
+        put("maxDbPages", command.maxDbPages)
         put("logLevel", command.logLevel)
         if let path = command.config ?? environment["SESSIOND_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: path),

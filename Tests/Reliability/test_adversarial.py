@@ -23,8 +23,9 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import pytest
+from sessiond_client import InvalidParams
 
-from conftest import (
+from reliability import (
     FULL,
     Measured,
     RawConn,
@@ -311,11 +312,6 @@ def test_pipelining_without_reading(server_factory, tmp_path):
         server.kill()  # (it would keep working through what the client left behind: see below)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: when a pipelining client that never read disconnects, sessiond keeps reading and "
-    "running every request left in the socket (~39,000 session.list here) whose answers nobody can "
-    "receive: ~15 s of CPU, and other clients' calls take 250-550 ms meanwhile (100x idle). "
-    "Work for a connection whose output is gone should stop"))
 def test_pipelining_client_disconnects(server_factory, tmp_path):
     """The same attacker closes its connection: the server must drop what it left behind at once,
     so that other clients keep their latency right after."""
@@ -323,7 +319,8 @@ def test_pipelining_client_disconnects(server_factory, tmp_path):
     one = _pipeline_setup(server)
     result = _pipeline(server, one, 100_000, pick(5.0, 10.0))
     try:
-        with Measured("pipelining-disconnect", server, tmp_path) as m:
+        # (the "idle after" would still be the attack's aftermath: compare with before only)
+        with Measured("pipelining-disconnect", server, tmp_path, after_baseline=False) as m:
             result["sock"].close()
             time.sleep(pick(3.0, 5.0))
             m.attack_done()
@@ -334,8 +331,9 @@ def test_pipelining_client_disconnects(server_factory, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "server bug: in-flight requests are bounded by count (maxInFlight=64), not bytes: 64 pipelined "
-    "15 MB frames make sessiond hold ~1 GB and starve every other client for >10 s"))
+    "known limit: memory is now bounded by in-flight bytes (32 MiB a connection), but decoding pipelined "
+    "15 MB frames still takes the CPU from other clients (their p99 goes far past 2x idle); fair scheduling "
+    "between connections is not built"))
 def test_pipelining_huge_frames_without_reading(server_factory, tmp_path):
     """Like the above, but each request is a 15 MB frame (under the 16 MiB cap) whose key is refused
     with too_large: what the server holds must still be bounded (< 200 MB growth), and other clients
@@ -355,26 +353,21 @@ def test_pipelining_huge_frames_without_reading(server_factory, tmp_path):
         server.kill()  # do not wait for it to digest the backlog
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: the idle timeout counts a connection as idle while its complete request waits between "
-    "the frame decoder and the serve loop (inFlight is only raised once the loop takes the frame), so "
-    "under load a well-behaved client that sends every 0.1 s is closed, its request unanswered"))
 def test_idle_timeout_never_drops_a_pending_request(server_factory):
-    """Well-behaved clients send `health` every 0.1 s (never idle for the 1 s idle timeout) while
-    another connection keeps the server busy; a request may be answered late, but its connection
-    must not be closed."""
+    """While other connections keep the server busy, well-behaved clients connect and send `health`
+    every 0.1 s (never idle for the 1 s idle timeout): a request may be answered late, but its
+    connection must not be closed."""
     server = server_factory("--idle-timeout", "1")
-    attackers = [socket.create_connection((server.host, server.port)) for _ in range(2)]
+    attackers = [socket.create_connection((server.host, server.port)) for _ in range(3)]
     one = frame(request(1, "session.get", {"key": "k" * (15 * 1024 * 1024)}))
     closed: List[str] = []
-    answered: List[int] = []
 
     def victim(index: int) -> None:
         conn = RawConn(server.addr, timeout=60)
         try:
             start = time.monotonic()
             n = 0
-            while time.monotonic() - start < 12.0 and not closed:
+            while time.monotonic() - start < 15.0 and not closed:
                 t0 = time.monotonic()
                 conn.send_frame(request(n + 1, "health"))
                 if conn.recv_frame(60) is None:
@@ -383,7 +376,6 @@ def test_idle_timeout_never_drops_a_pending_request(server_factory):
                     return
                 n += 1
                 time.sleep(0.1)
-            answered.append(n)
         finally:
             conn.close()
 
@@ -397,13 +389,16 @@ def test_idle_timeout_never_drops_a_pending_request(server_factory):
     victims = [threading.Thread(target=victim, args=(i,), daemon=True) for i in range(4)]
     senders = [threading.Thread(target=attack, args=(a,), daemon=True) for a in attackers]
     try:
-        for thread in victims + senders:
+        for thread in senders:
+            thread.start()
+        time.sleep(0.5)  # the server is busy decoding by now
+        for thread in victims:
             thread.start()
         for thread in victims:
             thread.join(90)
     finally:
-        for attacker in attackers:
-            attacker.close()
+        for sock in attackers:
+            sock.close()
         server.kill()
     assert not closed, closed
 
@@ -480,9 +475,6 @@ def audited_auth_failures(server: Sessiond) -> List[dict]:
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: failed hellos are audited with tenant '' and audit.list only shows the caller's tenant "
-    "(tokens need a non-empty tenant), so no admin can ever read auth.failed through the API or sessionctl"))
 def test_an_admin_can_read_auth_failures(server_factory):
     server = server_factory()
     with server.client() as setup:
@@ -493,7 +485,8 @@ def test_an_admin_can_read_auth_failures(server_factory):
     conn.close()
     assert len(audited_auth_failures(server)) == 3
     with Client(server.addr, token=admin) as auditor:
-        entries = auditor.audit_list(action="auth.failed", limit=100)["entries"]
+        # Failed logins have no tenant yet: an admin reads them as tenant "".
+        entries = auditor.call("audit.list", {"action": "auth.failed", "limit": 100, "tenant": ""})["entries"]
     assert len(entries) == 3, f"the admin sees {len(entries)} of 3 auth.failed rows"
 
 
@@ -959,10 +952,6 @@ def _out_of_range(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: costUsd is summed without an overflow check; two turns of 1.7e308 make the session's "
-    "costUsd +inf, after which session.get, session.list (the whole tenant's) and every acquire/complete "
-    "of that session answer `internal` (EncodingError: Unable to encode Double.inf)"))
 def test_cost_overflow_does_not_poison_the_session(server_factory):
     server = server_factory()
     with server.client() as client:
@@ -971,8 +960,9 @@ def test_cost_overflow_does_not_poison_the_session(server_factory):
             try:
                 client.complete(acquired["session"]["id"], acquired["lease"], "ok", cli_session_id="c",
                                 cost_usd=1.7e308)
-            except Exception:
-                pass
+            except InvalidParams:
+                # Refused, so nothing was recorded and the lease is still held: give it back.
+                client.release(acquired["session"]["id"], acquired["lease"])
         assert server.alive()
         session = client.get(key="bad:cost-overflow")["session"]
         assert session["costUsd"] <= 1.8e308
@@ -980,9 +970,6 @@ def test_cost_overflow_does_not_poison_the_session(server_factory):
         client.stats()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (minor): session.get and session.touch do not validate `key`: a 1 MB key answers "
-    "not_found (not too_large) and a key with control characters answers not_found (not invalid_params)"))
 def test_lookups_validate_keys_like_acquire(server_factory):
     server = server_factory()
     wrong = []

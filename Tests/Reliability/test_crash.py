@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from conftest import Sessiond, pick, report
+from reliability import Sessiond, pick, report
 
 from sessiond_client import (  # noqa: E402
     Client,

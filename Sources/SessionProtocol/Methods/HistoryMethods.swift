@@ -142,10 +142,13 @@ public enum AuditList: RPCMethod {
         public var until: Date?
         public var limit: Int?
         public var cursor: String?
+        /// Admin only: read this tenant's log instead of the caller's (`""` holds failed logins).
+        public var tenant: String?
         public init(
             sessionId: String? = nil, action: String? = nil, since: Date? = nil, until: Date? = nil, limit: Int? = nil,
-            cursor: String? = nil
+            cursor: String? = nil, tenant: String? = nil
         ) {
+            self.tenant = tenant
             self.sessionId = sessionId
             self.action = action
             self.since = since
