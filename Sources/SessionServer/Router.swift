@@ -175,7 +175,10 @@ enum Wire {
         case .valueNotFound(let type, let context):
             return "\(path(context)) must not be null (expected \(Self.typeName(type)))"
         case .dataCorrupted(let context):
-            return "\(path(context)): \(context.debugDescription)"
+            // Foundation reports a number that does not fit its field as "not valid JSON" at the top, with
+            // the specifics in the underlying error.
+            let detail = context.underlyingError.map { "\($0)" } ?? context.debugDescription
+            return "\(path(context)): \(detail.prefix(300))"
         @unknown default:
             return "params are not valid"
         }
