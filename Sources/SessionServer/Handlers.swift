@@ -38,7 +38,7 @@ extension Router {
             Health.Result(
                 status: "ok", version: sessiondVersion,
                 uptimeSeconds: Double((ContinuousClock.now - startedAt).components.seconds),
-                connections: connectionCount(), schemaVersion: try await store.schemaVersion())
+                connections: connectionCount(), schemaVersion: store.schemaVersion)
         }
         router.register(SessionAcquire.self) { params, context in
             do {

@@ -73,7 +73,7 @@ public final class RPCServer: Service, Sendable {
         onListening(listeners.map(\.listener))
         for listener in listeners { logger.info("listening", metadata: ["address": "\(listener.listener)"]) }
 
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for listener in listeners {
                     group.addTask { await self.accept(on: listener.channel) }

@@ -79,9 +79,9 @@ public struct Router: Sendable {
                         .invalidRequest,
                         batch ? "batches are not supported; send one request per frame" : "a request must be a JSON object"))
             }
-            return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error, frame: frame)))
+            return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error)))
         } catch {
-            return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error, frame: frame)))
+            return Self.failure(id: nil, SessionError(.parseError, Wire.describeParse(error)))
         }
         guard !head.hasInvalidID else {
             return Self.failure(id: nil, SessionError(.invalidRequest, "id must be an integer or a string"))
@@ -184,7 +184,7 @@ enum Wire {
         }
     }
 
-    static func describeParse(_ error: any Error, frame: ByteBuffer) -> String {
+    static func describeParse(_ error: any Error) -> String {
         if let error = error as? DecodingError, case .dataCorrupted(let context) = error {
             return "not valid JSON: \(context.underlyingError.map { "\($0)" } ?? context.debugDescription)".prefix(300)
                 .description

@@ -44,6 +44,8 @@ public final class SessionDatabase: Sendable {
     let logger: Logger
     /// The database file, or `nil` in memory.
     public let path: String?
+    /// The newest migration applied to this database, read once it was migrated at open.
+    public let schemaVersion: String
 
     private init(
         dbWriter: any DatabaseWriter, path: String?, configuration: StoreConfiguration, clock: StoreClock,
@@ -68,6 +70,7 @@ public final class SessionDatabase: Sendable {
                     """)
         }
         try migrator.migrate(dbWriter)
+        schemaVersion = try dbWriter.read { db in try migrator.appliedMigrations(db).last ?? "none" }
     }
 
     /// Opens (creating if needed) the registry at `path`, in WAL mode, and applies pending migrations.
@@ -195,10 +198,6 @@ public final class SessionDatabase: Sendable {
         }
     }
 
-    /// The migrations applied to this database, newest last.
-    public func schemaVersion() async throws -> String {
-        try await read { db in try Schema.makeMigrator().appliedMigrations(db).last ?? "none" }
-    }
 
     /// Runs a raw read-only SQL check (for tests and diagnostics): `PRAGMA integrity_check` and the like.
     public func readValue<T: DatabaseValueConvertible & Sendable>(sql: String) async throws -> T? {

@@ -47,7 +47,7 @@ import Testing
         #expect(try await reopened.history(.init(sessionId: sessionId), caller: alice).count == 1)
         #expect(try await reopened.readTranscript(.init(sessionId: sessionId), caller: alice).data == Data("t".utf8))
         #expect(try await reopened.readValue(sql: "PRAGMA integrity_check") == "ok")
-        #expect(try await reopened.schemaVersion() == SessionDatabase.migrationNames.last)
+        #expect(reopened.schemaVersion == SessionDatabase.migrationNames.last)
     }
 
     @Test func aDatabaseWithANewerSchemaIsRefused() async throws {
