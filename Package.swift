@@ -52,6 +52,7 @@ let package = Package(
             ],
             resources: [
                 .embedInCode("../../schema/0001_initial.sql"),
+                .embedInCode("../../schema/0002_turn_indexes.sql"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -130,7 +130,7 @@ public final class SessiondClient: Sendable {
 
 /// One socket: a reader task that routes responses to the waiting calls by id.
 final class ClientConnection: Sendable {
-    static let encoder = WireJSON.makeEncoder()
+    static let encoder = WireJSON.makeEncoder(sortedKeys: false)
     static let decoder = WireJSON.makeDecoder()
 
     private struct State {

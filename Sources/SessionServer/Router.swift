@@ -146,7 +146,7 @@ protocol SessionReferencing {
 
 /// The shared JSON coders of the server.
 enum Wire {
-    static let encoder = WireJSON.makeEncoder()
+    static let encoder = WireJSON.makeEncoder(sortedKeys: false)
     static let decoder = WireJSON.makeDecoder()
     static let allocator = ByteBufferAllocator()
 

@@ -7,6 +7,7 @@ import GRDB
 enum Schema {
     static let files: [(name: String, sql: [UInt8])] = [
         ("0001_initial", PackageResources._001_initial_sql),
+        ("0002_turn_indexes", PackageResources._002_turn_indexes_sql),
     ]
 
     /// The names of the migrations this binary knows, in order.

@@ -19,7 +19,7 @@ extension SessionDatabase {
     private static let sweeper = Caller(tenant: "", actor: "sweeper")
 
     /// Applies the policies: expires idle sessions, ends expired leases, purges expired and closed sessions
-    /// past retention, evicts least recently used idle sessions over a tenant's cap, and drops old audit rows.
+    /// past retention, evicts idle sessions over a tenant's cap (closest to expiry first), and drops old audit rows.
     ///
     /// Each batch of at most `sweepBatchSize` rows is its own short transaction, so the sweeper never holds
     /// the write lock for long, and at most `maxBatches` batches run per step.
@@ -81,12 +81,22 @@ extension SessionDatabase {
         return rows.count
     }
 
+    /// The tenants that have sessions: the expiry indexes are per tenant.
+    private func tenants(_ db: Database) throws -> [String] {
+        try String.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT tenant FROM tenantStatus WHERE count > 0"))
+    }
+
     private func expireSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {
-        let rows = try sessions(
-            db,
-            sql: """
-                status = 'active' AND expiresAt <= ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) LIMIT ?
-                """, [now, now, limit])
+        var rows: [SessionRow] = []
+        for tenant in try tenants(db) where rows.count < limit {
+            // The first status term matches the partial index `session_live_expiry`, so the scan is a range.
+            rows += try sessions(
+                db,
+                sql: """
+                    tenant = ? AND status IN ('active', 'non_resumable') AND status = 'active' AND expiresAt <= ?
+                    AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) LIMIT ?
+                    """, [tenant, now, now, limit - rows.count])
+        }
         for row in rows {
             try db.execute(sql: "UPDATE session SET status = 'expired' WHERE pk = ?", arguments: [row.pk])
             try audit(
@@ -99,19 +109,23 @@ extension SessionDatabase {
     private func purgeSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {
         let cutoff = now - configuration.retention.milliseconds
         // Deleting cascades to messages and transcripts, so keep purge batches small.
-        let rows = try sessions(
-            db,
-            sql: """
-                status IN ('expired', 'closed') AND expiresAt < ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
-                LIMIT ?
-                """, [cutoff, now, max(1, limit / 10)])
+        let batch = max(1, limit / 10)
+        var rows: [SessionRow] = []
+        for tenant in try tenants(db) where rows.count < batch {
+            rows += try sessions(
+                db,
+                sql: """
+                    tenant = ? AND status IN ('expired', 'closed') AND expiresAt < ?
+                    AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) LIMIT ?
+                    """, [tenant, cutoff, now, batch - rows.count])
+        }
         for row in rows {
             try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
             try audit(
                 db, row, caller: Self.sweeper, action: "session.purge",
                 detail: ["status": .string(row.status.rawValue), "messages": .number(Double(row.messageCount))], at: now)
         }
-        return rows.count == max(1, limit / 10) ? limit : rows.count
+        return rows.count == batch ? limit : rows.count
     }
 
     private func evictOverCap(_ db: Database, now: Int64, limit: Int) throws -> Int {
@@ -123,11 +137,7 @@ extension SessionDatabase {
         for tenantRow in over {
             let tenant: String = tenantRow[0]
             let excess: Int = tenantRow[1]
-            let rows = try sessions(
-                db,
-                sql: """
-                    tenant = ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) ORDER BY lastUsedAt LIMIT ?
-                    """, [tenant, now, min(excess, limit - evicted)])
+            let rows = try evictionCandidates(db, tenant: tenant, now: now, limit: min(excess, limit - evicted))
             for row in rows {
                 try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
                 try audit(

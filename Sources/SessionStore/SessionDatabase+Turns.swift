@@ -169,24 +169,14 @@ extension SessionDatabase {
                 transcript: transcript))
     }
 
-    /// Makes room for one more session when the tenant is at its cap, by evicting the least recently
-    /// used session that no one holds.
+    /// Makes room for one more session when the tenant is at its cap, by evicting the idle session that is
+    /// closest to expiry (dormant ones first).
     private func evictIfAtCap(_ db: Database, caller: Caller, now: Int64) throws {
         let count = try Int.fetchOne(
             db.cachedStatement(sql: "SELECT COALESCE(SUM(count), 0) FROM tenantStatus WHERE tenant = ?"),
             arguments: [caller.tenant]) ?? 0
         guard count >= configuration.maxSessionsPerTenant else { return }
-        guard
-            let victim = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT \(SessionRow.columns) FROM session
-                        WHERE tenant = ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
-                        ORDER BY lastUsedAt LIMIT 1
-                        """),
-                arguments: [caller.tenant, now]
-            ).map(SessionRow.init(row:))
-        else {
+        guard let victim = try evictionCandidates(db, tenant: caller.tenant, now: now, limit: 1).first else {
             throw SessionError(
                 .tooLarge,
                 "the tenant has \(count) sessions, its cap, and every one is in use; delete some or raise the cap")
@@ -195,6 +185,24 @@ extension SessionDatabase {
         try audit(
             db, victim, caller: caller, action: "session.evict",
             detail: ["cause": "tenant_cap", "cap": .number(Double(configuration.maxSessionsPerTenant))], at: now)
+    }
+
+    /// The sessions a tenant over its cap gives up first: no live lease, expired and closed ones before live
+    /// ones, each in order of expiry (for equal TTLs, least recently used first). Both scans are index ranges.
+    func evictionCandidates(_ db: Database, tenant: String, now: Int64, limit: Int) throws -> [SessionRow] {
+        var rows: [SessionRow] = []
+        for statuses in ["'expired', 'closed'", "'active', 'non_resumable'"] where rows.count < limit {
+            rows += try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(SessionRow.columns) FROM session
+                        WHERE tenant = ? AND status IN (\(statuses)) AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                        ORDER BY expiresAt LIMIT ?
+                        """),
+                arguments: [tenant, now, limit - rows.count]
+            ).map(SessionRow.init(row:))
+        }
+        return rows
     }
 
     /// Records a turn's outcome, updates counters and the chain, and releases the lease unless `keepLease`.

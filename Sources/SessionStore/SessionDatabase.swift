@@ -49,14 +49,14 @@ public final class SessionDatabase: Sendable {
 
     private init(
         dbWriter: any DatabaseWriter, path: String?, configuration: StoreConfiguration, clock: StoreClock,
-        logger: Logger
+        logger: Logger, checkpointer: Checkpointer? = nil
     ) throws {
         self.dbWriter = dbWriter
         self.path = path
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        self.writes = WriteQueue(writer: dbWriter, maxBatch: configuration.maxWriteBatch)
+        self.writes = WriteQueue(writer: dbWriter, maxBatch: configuration.maxWriteBatch, checkpointer: checkpointer)
 
         let migrator = Schema.makeMigrator()
         let superseded = try dbWriter.read { db in try migrator.hasBeenSuperseded(db) }
@@ -91,8 +91,16 @@ public final class SessionDatabase: Sendable {
                 // The pool resets `synchronous` to NORMAL when it turns WAL on, so apply FULL afterwards.
                 try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             }
+            // Checkpoints move off the writer when a second connection can open the file; otherwise the
+            // writer's commits keep doing them.
+            let checkpointer = try? Checkpointer(
+                path: path, busyTimeout: TimeInterval(configuration.busyTimeout.milliseconds) / 1000, logger: logger)
+            if checkpointer != nil {
+                try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+            }
             return try SessionDatabase(
-                dbWriter: pool, path: path, configuration: configuration, clock: clock, logger: logger)
+                dbWriter: pool, path: path, configuration: configuration, clock: clock, logger: logger,
+                checkpointer: checkpointer)
         } catch let error as StoreOpenError {
             throw error
         } catch let error as DatabaseError {
@@ -146,9 +154,13 @@ public final class SessionDatabase: Sendable {
         config.foreignKeysEnabled = true
         config.maximumReaderCount = 8
         let maxPageCount = store.maxPageCount
+        let writerCacheKiB = store.writerCacheMegabytes * 1024
         config.prepareDatabase { db in
             if let maxPageCount {
                 try db.execute(sql: "PRAGMA max_page_count = \(maxPageCount)")
+            }
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA cache_size = -\(writerCacheKiB)")
             }
         }
         return config

@@ -208,22 +208,27 @@ enum JSONText {
 extension Database {
     /// The session row with this public id in any tenant.
     func sessionRow(id: String) throws -> SessionRow? {
-        try Row.fetchOne(
-            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), arguments: [id]
-        ).map(SessionRow.init(row:))
+        try uniqueSessionRow(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), [id])
     }
 
     /// The session row for a tenant's key.
     func sessionRow(tenant: String, key: String) throws -> SessionRow? {
-        try Row.fetchOne(
-            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"),
-            arguments: [tenant, key]
-        ).map(SessionRow.init(row:))
+        try uniqueSessionRow(
+            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"), [tenant, key])
     }
 
     func sessionRow(pk: Int64) throws -> SessionRow? {
-        try Row.fetchOne(
-            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), arguments: [pk]
-        ).map(SessionRow.init(row:))
+        try uniqueSessionRow(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), [pk])
+    }
+
+    /// Reads the row of a lookup by a unique key straight from the statement, without copying it into a `Row`
+    /// first (these lookups run inside every turn's write).
+    private func uniqueSessionRow(_ statement: Statement, _ arguments: StatementArguments) throws -> SessionRow? {
+        let rows = try Row.fetchCursor(statement, arguments: arguments)
+        guard let row = try rows.next() else { return nil }
+        let session = SessionRow(row: row)
+        // The key is unique, so this step ends the statement and resets it.
+        _ = try rows.next()
+        return session
     }
 }

@@ -22,7 +22,7 @@ public struct StoreConfiguration: Sendable {
     public var retention: Duration = .seconds(30 * 24 * 3600)
     /// How long audit rows are kept.
     public var auditRetention: Duration = .seconds(90 * 24 * 3600)
-    /// Sessions per tenant; creating one more evicts the least recently used idle session.
+    /// Sessions per tenant; creating one more evicts the idle session closest to expiry (dormant ones first).
     public var maxSessionsPerTenant = 100_000
     /// Transcript bytes kept per session, over all its CLI session ids.
     public var maxTranscriptBytesPerSession = 64 * 1024 * 1024
@@ -39,6 +39,10 @@ public struct StoreConfiguration: Sendable {
     public var synchronous: Synchronous = .normal
     /// Caps the database size in pages (`PRAGMA max_page_count`); `nil` leaves SQLite's default.
     public var maxPageCount: Int?
+    /// Page cache of the writing connection (`PRAGMA cache_size`), in MiB. Turns land on random sessions, so
+    /// the interior and hot pages of the session indexes should stay cached; readers keep SQLite's default,
+    /// since any commit invalidates a reader's cache anyway.
+    public var writerCacheMegabytes = 64
 
     public init() {}
 }

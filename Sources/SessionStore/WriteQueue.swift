@@ -24,14 +24,17 @@ final class WriteQueue: Sendable {
     }
 
     private let shared = Shared()
+    private let checkpointer: Checkpointer?
 
     /// Starts the writer: a thread of its own that runs batches with GRDB's synchronous API, so that a write
-    /// costs no hop through a dispatch queue or the cooperative pool on its way to SQLite.
-    init(writer: any DatabaseWriter, maxBatch: Int) {
+    /// costs no hop through a dispatch queue or the cooperative pool on its way to SQLite. With a
+    /// `checkpointer`, the WAL is copied back by that instead of by the writer's commits.
+    init(writer: any DatabaseWriter, maxBatch: Int, checkpointer: Checkpointer?) {
         let shared = self.shared
         let maxBatch = max(1, maxBatch)
+        self.checkpointer = checkpointer
         let thread = Thread {
-            Self.run(writer: writer, shared: shared, maxBatch: maxBatch)
+            Self.run(writer: writer, shared: shared, maxBatch: maxBatch, checkpointer: checkpointer)
         }
         thread.name = "sessiond-writer"
         shared.thread = thread
@@ -47,6 +50,7 @@ final class WriteQueue: Sendable {
         let onWriter = Thread.current === shared.thread
         shared.condition.unlock()
         if !onWriter { shared.exited.wait() }
+        checkpointer?.stop()
     }
 
     /// Runs `operation` in the next group-commit transaction and returns its result once committed.
@@ -55,16 +59,7 @@ final class WriteQueue: Sendable {
             let outcome = OutcomeBox<T>()
             let pending = Pending(
                 apply: { db in
-                    do {
-                        var value: T?
-                        try db.inSavepoint {
-                            value = try operation(db)
-                            return .commit
-                        }
-                        outcome.result = .success(value!)
-                    } catch {
-                        outcome.result = .failure(error)
-                    }
+                    outcome.result = Result { try Self.inSavepoint(db) { try operation(db) } }
                 },
                 finish: { commitError in
                     if let commitError {
@@ -80,8 +75,26 @@ final class WriteQueue: Sendable {
         }
     }
 
+    /// Runs `operation` in a savepoint of the batch's transaction, rolled back alone if it throws. The
+    /// statements are cached: GRDB's `inSavepoint` would compile them again for every operation.
+    private static func inSavepoint<T>(_ db: Database, _ operation: () throws -> T) throws -> T {
+        try db.cachedStatement(sql: "SAVEPOINT operation").execute()
+        do {
+            let value = try operation()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT operation").execute()
+            return value
+        } catch {
+            // After SQLite aborted the whole transaction there is no savepoint left to roll back to.
+            if db.isInsideTransaction {
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT operation").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT operation").execute()
+            }
+            throw error
+        }
+    }
+
     /// The writer thread: waits for work, then commits everything that queued up meanwhile in one transaction.
-    private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int) {
+    private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int, checkpointer: Checkpointer?) {
         // Released before `exited` is signalled, so the file is closed by the time deinit returns.
         var writer: (any DatabaseWriter)? = writer
         while true {
@@ -97,6 +110,9 @@ final class WriteQueue: Sendable {
             let batch = Array(shared.pending.prefix(count))
             shared.pending.removeFirst(count)
             shared.condition.unlock()
+            if checkpointer?.takeWriterCheckpointRequest() == true {
+                _ = try? writer!.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
             do {
                 try writer!.write { db in
                     for pending in batch {
@@ -106,6 +122,7 @@ final class WriteQueue: Sendable {
                         guard db.isInsideTransaction else { throw StoreFault.transactionAborted }
                     }
                 }
+                checkpointer?.didCommit()
                 for pending in batch { pending.finish(nil) }
             } catch {
                 let error = StoreFault.map(error)

@@ -63,6 +63,9 @@ struct SessiondCommand: AsyncParsableCommand {
     @Option(help: "Cap the database at this many pages (PRAGMA max_page_count); writes past it fail with storage_full. [SESSIOND_MAX_DB_PAGES]")
     var maxDbPages: Int?
 
+    @Option(help: "Page cache of the writing connection, in MiB; the hot part of the session indexes should fit. [SESSIOND_CACHE_MB] (default: 64)")
+    var cacheMb: Int?
+
     @Option(help: "SQLite synchronous mode: normal (survives a process crash) or full (also power loss). [SESSIOND_SYNCHRONOUS] (default: normal)")
     var synchronous: String?
 
@@ -87,6 +90,10 @@ struct SessiondCommand: AsyncParsableCommand {
         if let failures = try settings.int("maxResumeFailures") { store.maxConsecutiveFailures = failures }
         if let bytes = try settings.int("maxTranscriptBytes") { store.maxTranscriptBytesPerSession = bytes }
         if let pages = try settings.int("maxDbPages") { store.maxPageCount = pages }
+        if let megabytes = try settings.int("cacheMb") {
+            guard megabytes >= 1 else { throw ValidationError("cache-mb must be at least 1") }
+            store.writerCacheMegabytes = megabytes
+        }
         if let mode = try settings.string("synchronous") {
             guard let value = StoreConfiguration.Synchronous(rawValue: mode.uppercased()) else {
                 throw ValidationError("synchronous must be normal or full")
@@ -195,6 +202,7 @@ struct Settings {
         put("maxTranscriptBytes", command.maxTranscriptBytes)
         put("synchronous", command.synchronous)
         put("maxDbPages", command.maxDbPages)
+        put("cacheMb", command.cacheMb)
         put("logLevel", command.logLevel)
         if let path = command.config ?? environment["SESSIOND_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: path),

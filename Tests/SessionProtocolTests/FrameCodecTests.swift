@@ -131,6 +131,30 @@ import Testing
         #expect(WireJSON.parseDate("yesterday") == nil)
     }
 
+    @Test func fastDateCodingAgreesWithFoundation() throws {
+        let reference = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        var generator = SystemRandomNumberGenerator()
+        // Random instants from 1900 to 2200, plus leap days and the ends of years and months.
+        var samples = (0..<2_000).map { _ in Int64.random(in: -2_208_988_800_000...7_258_118_400_000, using: &generator) }
+        samples += [951_782_400_000, 1_709_164_800_000, 4_107_542_399_999, 0, -1, 1_800_000_000_123]
+        for milliseconds in samples {
+            let date = Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+            let text = WireJSON.formatDate(date)
+            // Foundation truncates the fraction, so nudge it past the float error to name the same millisecond.
+            #expect(text == reference.format(date.addingTimeInterval(0.0002)), "\(milliseconds)")
+            let parsed = try #require(WireJSON.parseDate(text))
+            #expect(Int64((parsed.timeIntervalSince1970 * 1000).rounded()) == milliseconds, "\(text)")
+        }
+        #expect(WireJSON.parseDate("2026-11-21T08:46:19.1234567Z").map { $0.timeIntervalSince1970 } == 1_795_250_779.123)
+        #expect(WireJSON.parseDate("2026-11-21T08:46:19.5Z").map { $0.timeIntervalSince1970 } == 1_795_250_779.5)
+        // An offset goes through Foundation's parser; impossible fields are refused.
+        #expect(WireJSON.parseDate("2026-11-21T09:46:19.000+01:00").map { $0.timeIntervalSince1970 } == 1_795_250_779)
+        for bad in ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T08:46:19.Z",
+                    "2026-11-21T08:46:19.12xZ", "2026-11-21 08:46:19Z"] {
+            #expect(WireJSON.parseDate(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func missingParamsDecodeAsDefaults() throws {
         let list = try JSONDecoder().decode(
             RPCParamsEnvelope<SessionList.Params>.self, from: Data(#"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#.utf8))

@@ -50,6 +50,31 @@ import Testing
         #expect(reopened.schemaVersion == SessionDatabase.migrationNames.last)
     }
 
+    @Test func theWALIsCheckpointedWhileOpenAndStaysBoundedUnderSteadyWrites() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("registry.sqlite").path
+        let store = try SessionDatabase.open(path: path)
+        let (acquired, _) = try await store.turn("k", reporting: "a")
+        func size(_ file: String) -> Int {
+            ((try? FileManager.default.attributesOfItem(atPath: file)[.size]) as? Int) ?? 0
+        }
+        let before = size(path)
+        // About 60 MB of history, in writes that never checkpoint themselves.
+        let content = String(repeating: "x", count: 60_000)
+        for _ in 0..<1_000 {
+            _ = try await store.appendMessages(
+                .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]), caller: alice)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        // The pages reached the database file while the store stayed open, and the WAL started over
+        // instead of holding all of it.
+        #expect(size(path) > before + 50_000_000)
+        #expect(size(path + "-wal") < 30_000_000)
+        #expect(try await store.readValue(sql: "PRAGMA integrity_check") == "ok")
+        #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_000)
+    }
+
     @Test func aDatabaseWithANewerSchemaIsRefused() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

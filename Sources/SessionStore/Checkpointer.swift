@@ -1,0 +1,107 @@
+import Foundation
+import GRDB
+import Logging
+
+/// Copies the WAL back into the database file on a thread and a connection of its own, so that the writer's
+/// commits never wait for a checkpoint's page writes and fsyncs (the writer's automatic checkpoint is off).
+///
+/// A checkpoint that runs beside the writer can copy every frame but the newest, and SQLite only starts the
+/// WAL over once all of it is copied. So when the WAL has grown past `restartFrames`, the writer is asked to
+/// run one passive checkpoint itself between two batches: it copies the little that is left, and the next
+/// transaction starts the WAL from the beginning again. That bounds the WAL under a steady load.
+final class Checkpointer: Sendable {
+    private final class Shared: @unchecked Sendable {
+        let condition = NSCondition()
+        var commits = 0
+        var stopped = false
+        var writerShouldCheckpoint = false
+        let exited = DispatchSemaphore(value: 0)
+    }
+
+    private let shared = Shared()
+    /// The most a checkpoint may lag behind a commit.
+    static let interval: Duration = .milliseconds(100)
+    /// WAL frames (pages) past which the writer finishes a checkpoint itself: about 16 MB of 4 KiB pages.
+    static let restartFrames = 4000
+
+    /// Opens the checkpointer's connection; throws when the file cannot be opened for writing.
+    init(path: String, busyTimeout: TimeInterval, logger: Logger) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(busyTimeout)
+        let connection = try DatabaseQueue(path: path, configuration: configuration)
+        let shared = self.shared
+        let thread = Thread { Self.run(connection: connection, shared: shared, logger: logger) }
+        thread.name = "sessiond-checkpointer"
+        thread.start()
+    }
+
+    deinit { stop() }
+
+    /// Stops the thread and waits until it has closed its connection. Later calls return at once.
+    func stop() {
+        shared.condition.lock()
+        let running = !shared.stopped
+        shared.stopped = true
+        shared.condition.signal()
+        shared.condition.unlock()
+        if running { shared.exited.wait() }
+    }
+
+    /// Called by the writer after each commit.
+    func didCommit() {
+        shared.condition.lock()
+        shared.commits += 1
+        shared.condition.signal()
+        shared.condition.unlock()
+    }
+
+    /// Whether the writer should run a passive checkpoint before its next batch; reading it clears it.
+    func takeWriterCheckpointRequest() -> Bool {
+        shared.condition.lock()
+        defer { shared.condition.unlock() }
+        let requested = shared.writerShouldCheckpoint
+        shared.writerShouldCheckpoint = false
+        return requested
+    }
+
+    private static func run(connection: DatabaseQueue, shared: Shared, logger: Logger) {
+        var connection: DatabaseQueue? = connection
+        var lastWarning: Date?
+        while true {
+            shared.condition.lock()
+            while shared.commits == 0, !shared.stopped { shared.condition.wait() }
+            if shared.stopped {
+                shared.condition.unlock()
+                try? connection?.close()
+                connection = nil
+                shared.exited.signal()
+                return
+            }
+            shared.commits = 0
+            shared.condition.unlock()
+            do {
+                // Columns: busy, frames in the WAL, frames copied into the database.
+                let row = try connection!.writeWithoutTransaction { db in
+                    try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")
+                }
+                let frames: Int = row?[1] ?? 0
+                if frames >= restartFrames {
+                    shared.condition.lock()
+                    shared.writerShouldCheckpoint = true
+                    shared.condition.unlock()
+                }
+            } catch {
+                // A full disk or a busy lock: a later commit tries again, and the WAL keeps every commit meanwhile.
+                if lastWarning.map({ Date().timeIntervalSince($0) > 60 }) ?? true {
+                    logger.warning("background checkpoint failed", metadata: ["error": "\(error)"])
+                    lastWarning = Date()
+                }
+            }
+            // Let commits accumulate for a while, unless stopped meanwhile.
+            let deadline = Date().addingTimeInterval(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+            shared.condition.lock()
+            while !shared.stopped, Date() < deadline { _ = shared.condition.wait(until: deadline) }
+            shared.condition.unlock()
+        }
+    }
+}
