@@ -12,15 +12,16 @@ import Logging
 final class Checkpointer: Sendable {
     private final class Shared: @unchecked Sendable {
         let condition = NSCondition()
-        var commits = 0
+        /// A commit happened since the last checkpoint.
+        var committed = false
         var stopped = false
         var writerShouldCheckpoint = false
         let exited = DispatchSemaphore(value: 0)
     }
 
     private let shared = Shared()
-    /// The most a checkpoint may lag behind a commit.
-    static let interval: Duration = .milliseconds(100)
+    /// The most a checkpoint may lag behind a commit, in seconds.
+    static let interval: TimeInterval = 0.1
     /// WAL frames (pages) past which the writer finishes a checkpoint itself: about 16 MB of 4 KiB pages.
     static let restartFrames = 4000
 
@@ -50,18 +51,24 @@ final class Checkpointer: Sendable {
     /// Called by the writer after each commit.
     func didCommit() {
         shared.condition.lock()
-        shared.commits += 1
+        shared.committed = true
         shared.condition.signal()
         shared.condition.unlock()
     }
 
-    /// Whether the writer should run a passive checkpoint before its next batch; reading it clears it.
-    func takeWriterCheckpointRequest() -> Bool {
+    /// Whether the writer should run a passive checkpoint before its next batch.
+    var writerShouldCheckpoint: Bool {
         shared.condition.lock()
         defer { shared.condition.unlock() }
-        let requested = shared.writerShouldCheckpoint
+        return shared.writerShouldCheckpoint
+    }
+
+    /// Called by the writer once its checkpoint went through. One that found this thread's checkpoint
+    /// running fails with `SQLITE_BUSY`, and the writer tries again before its next batch.
+    func writerDidCheckpoint() {
+        shared.condition.lock()
         shared.writerShouldCheckpoint = false
-        return requested
+        shared.condition.unlock()
     }
 
     private static func run(connection: DatabaseQueue, shared: Shared, logger: Logger) {
@@ -69,7 +76,7 @@ final class Checkpointer: Sendable {
         var lastWarning: Date?
         while true {
             shared.condition.lock()
-            while shared.commits == 0, !shared.stopped { shared.condition.wait() }
+            while !shared.committed, !shared.stopped { shared.condition.wait() }
             if shared.stopped {
                 shared.condition.unlock()
                 try? connection?.close()
@@ -77,7 +84,7 @@ final class Checkpointer: Sendable {
                 shared.exited.signal()
                 return
             }
-            shared.commits = 0
+            shared.committed = false
             shared.condition.unlock()
             do {
                 // Columns: busy, frames in the WAL, frames copied into the database.
@@ -98,7 +105,7 @@ final class Checkpointer: Sendable {
                 }
             }
             // Let commits accumulate for a while, unless stopped meanwhile.
-            let deadline = Date().addingTimeInterval(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+            let deadline = Date().addingTimeInterval(interval)
             shared.condition.lock()
             while !shared.stopped, Date() < deadline { _ = shared.condition.wait(until: deadline) }
             shared.condition.unlock()

@@ -93,10 +93,14 @@ public final class SessionDatabase: Sendable {
             }
             // Checkpoints move off the writer when a second connection can open the file; otherwise the
             // writer's commits keep doing them.
-            let checkpointer = try? Checkpointer(
-                path: path, busyTimeout: TimeInterval(configuration.busyTimeout.milliseconds) / 1000, logger: logger)
-            if checkpointer != nil {
+            var checkpointer: Checkpointer?
+            do {
+                checkpointer = try Checkpointer(
+                    path: path, busyTimeout: TimeInterval(configuration.busyTimeout.milliseconds) / 1000, logger: logger)
                 try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+            } catch {
+                checkpointer = nil
+                logger.notice("checkpoints stay on the writer", metadata: ["error": "\(error)"])
             }
             return try SessionDatabase(
                 dbWriter: pool, path: path, configuration: configuration, clock: clock, logger: logger,

@@ -110,8 +110,10 @@ final class WriteQueue: Sendable {
             let batch = Array(shared.pending.prefix(count))
             shared.pending.removeFirst(count)
             shared.condition.unlock()
-            if checkpointer?.takeWriterCheckpointRequest() == true {
-                _ = try? writer!.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            if let checkpointer, checkpointer.writerShouldCheckpoint,
+                (try? writer!.writeWithoutTransaction { db in try db.checkpoint(.passive) }) != nil
+            {
+                checkpointer.writerDidCheckpoint()
             }
             do {
                 try writer!.write { db in

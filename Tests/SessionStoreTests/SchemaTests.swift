@@ -60,11 +60,20 @@ import Testing
             ((try? FileManager.default.attributesOfItem(atPath: file)[.size]) as? Int) ?? 0
         }
         let before = size(path)
-        // About 60 MB of history, in writes that never checkpoint themselves.
+        // About 60 MB of history from 8 concurrent writers, so the writer commits back to back and the
+        // background checkpoint never catches up on its own: the writer's restart keeps the WAL bounded.
         let content = String(repeating: "x", count: 60_000)
-        for _ in 0..<1_000 {
-            _ = try await store.appendMessages(
-                .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]), caller: alice)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<125 {
+                        _ = try await store.appendMessages(
+                            .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]),
+                            caller: alice)
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
         try await Task.sleep(for: .milliseconds(300))
         // The pages reached the database file while the store stayed open, and the WAL started over
