@@ -17,29 +17,8 @@ from ._wire import DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, DEFAULT_TIMEOUT, PROTO
 from .aio import AsyncClient, connect_async
 from .claude import ClaudeResult, ClaudeResumeFailed, run_claude, transcript_path
 from .client import Client, connect
-from .errors import (
-    Conflict,
-    ConnectionClosed,
-    Forbidden,
-    InternalError,
-    InvalidParams,
-    InvalidRequest,
-    LeaseHeld,
-    MethodNotFound,
-    NotFound,
-    Overloaded,
-    ParseError,
-    ProtocolError,
-    RateLimited,
-    SessiondError,
-    ShuttingDown,
-    StaleLease,
-    StorageFull,
-    Timeout,
-    TooLarge,
-    Unauthenticated,
-    Unavailable,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F401,F403 -- every error class, as listed in errors.__all__
 from .turn import AsyncTurn, Turn, TurnError
 
 __all__ = [
@@ -61,25 +40,5 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
-    "SessiondError",
-    "ParseError",
-    "InvalidRequest",
-    "MethodNotFound",
-    "InvalidParams",
-    "InternalError",
-    "NotFound",
-    "LeaseHeld",
-    "StaleLease",
-    "Unauthenticated",
-    "Forbidden",
-    "TooLarge",
-    "RateLimited",
-    "ShuttingDown",
-    "Conflict",
-    "StorageFull",
-    "Unavailable",
-    "Overloaded",
-    "Timeout",
-    "ConnectionClosed",
-    "ProtocolError",
 ]
+__all__ += _errors.__all__
