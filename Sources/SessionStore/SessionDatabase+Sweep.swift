@@ -9,6 +9,8 @@ public struct SweepReport: Sendable, Equatable {
     public var purged = 0
     public var evicted = 0
     public var auditPurged = 0
+    /// Whether a step stopped at its batch budget with work left, so the next sweep should come soon.
+    public var moreRemains = false
 
     public init() {}
 
@@ -21,23 +23,25 @@ extension SessionDatabase {
     /// Applies the policies: expires idle sessions, ends expired leases, purges expired and closed sessions
     /// past retention, evicts idle sessions over a tenant's cap (closest to expiry first), and drops old audit rows.
     ///
-    /// Each batch of at most `sweepBatchSize` rows is its own short transaction, so the sweeper never holds
-    /// the write lock for long, and at most `maxBatches` batches run per step.
+    /// Each batch of at most `sweepBatchSize` rows (a tenth of that for deletes, which cascade to messages,
+    /// chains and transcripts) is its own short transaction, so the sweeper never holds the writer for long
+    /// and turns interleave with it. At most `maxBatches` batches run per step; `moreRemains` says one
+    /// stopped there.
     public func sweep(maxBatches: Int = 20) async throws -> SweepReport {
         var report = SweepReport()
-        report.leasesExpired = try await repeatBatches(maxBatches) { db, now, limit in
+        report.leasesExpired = try await repeatBatches(maxBatches, into: &report) { db, now, limit in
             try self.expireLeases(db, now: now, limit: limit)
         }
-        report.expired = try await repeatBatches(maxBatches) { db, now, limit in
+        report.expired = try await repeatBatches(maxBatches, into: &report) { db, now, limit in
             try self.expireSessions(db, now: now, limit: limit)
         }
-        report.purged = try await repeatBatches(maxBatches) { db, now, limit in
+        report.purged = try await repeatBatches(maxBatches, size: deleteBatchSize, into: &report) { db, now, limit in
             try self.purgeSessions(db, now: now, limit: limit)
         }
-        report.evicted = try await repeatBatches(maxBatches) { db, now, limit in
+        report.evicted = try await repeatBatches(maxBatches, size: deleteBatchSize, into: &report) { db, now, limit in
             try self.evictOverCap(db, now: now, limit: limit)
         }
-        report.auditPurged = try await repeatBatches(maxBatches) { db, now, limit in
+        report.auditPurged = try await repeatBatches(maxBatches, into: &report) { db, now, limit in
             let cutoff = now - self.configuration.auditRetention.milliseconds
             try db.execute(
                 sql: "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?) AND at < ?",
@@ -47,19 +51,25 @@ extension SessionDatabase {
         return report
     }
 
-    /// Runs `batch` in separate transactions until it handles fewer rows than the batch size.
+    /// Runs `batch` with at most `size` rows (default `sweepBatchSize`) in separate transactions until it
+    /// handles fewer than that, and notes in `report` when the budget ran out first.
     private func repeatBatches(
-        _ maxBatches: Int, _ batch: @escaping @Sendable (Database, Int64, Int) throws -> Int
+        _ maxBatches: Int, size: Int? = nil, into report: inout SweepReport,
+        _ batch: @escaping @Sendable (Database, Int64, Int) throws -> Int
     ) async throws -> Int {
-        let limit = configuration.sweepBatchSize
+        let limit = size ?? configuration.sweepBatchSize
         var total = 0
         for _ in 0..<maxBatches {
             let count = try await write { db in try batch(db, self.nowMs, limit) }
             total += count
-            if count < limit { break }
+            if count < limit { return total }
         }
+        report.moreRemains = true
         return total
     }
+
+    /// Sessions deleted per transaction: each cascades to its messages, chain and transcripts.
+    private var deleteBatchSize: Int { max(1, configuration.sweepBatchSize / 10) }
 
     private func sessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [SessionRow] {
         try Row.fetchAll(db, sql: "SELECT \(SessionRow.columns) FROM session WHERE \(sql)", arguments: arguments)
@@ -108,16 +118,14 @@ extension SessionDatabase {
 
     private func purgeSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {
         let cutoff = now - configuration.retention.milliseconds
-        // Deleting cascades to messages and transcripts, so keep purge batches small.
-        let batch = max(1, limit / 10)
         var rows: [SessionRow] = []
-        for tenant in try tenants(db) where rows.count < batch {
+        for tenant in try tenants(db) where rows.count < limit {
             rows += try sessions(
                 db,
                 sql: """
                     tenant = ? AND status IN ('expired', 'closed') AND expiresAt < ?
                     AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) LIMIT ?
-                    """, [tenant, cutoff, now, batch - rows.count])
+                    """, [tenant, cutoff, now, limit - rows.count])
         }
         for row in rows {
             try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
@@ -125,9 +133,10 @@ extension SessionDatabase {
                 db, row, caller: Self.sweeper, action: "session.purge",
                 detail: ["status": .string(row.status.rawValue), "messages": .number(Double(row.messageCount))], at: now)
         }
-        return rows.count == batch ? limit : rows.count
+        return rows.count
     }
 
+    /// Evicts up to `limit` idle sessions of tenants over their cap.
     private func evictOverCap(_ db: Database, now: Int64, limit: Int) throws -> Int {
         let cap = configuration.maxSessionsPerTenant
         let over = try Row.fetchAll(

@@ -185,6 +185,37 @@ import Testing
         #expect(audit.entries.contains { $0.action == "session.create" })
     }
 
+    @Test func aLoweredCapIsAppliedInSmallDeleteBatchesUntilTheTenantFits() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("cap.sqlite").path
+        let clock = ManualClock()
+        do {
+            let store = try SessionDatabase.open(path: path, clock: clock.storeClock)
+            for index in 0..<12 {
+                try await store.turn("k\(index)", reporting: "cli-\(index)", messages: [.init(role: .user, content: "m")])
+                clock.advance(.seconds(10))
+            }
+        }
+        // Reopened with a cap of 5: 7 sessions over, deleted 2 per transaction (a tenth of the batch size).
+        let store = try SessionDatabase.open(path: path, configuration: {
+            var configuration = StoreConfiguration()
+            configuration.maxSessionsPerTenant = 5
+            configuration.sweepBatchSize = 20
+            return configuration
+        }(), clock: clock.storeClock)
+        let first = try await store.sweep(maxBatches: 2)
+        #expect(first.evicted == 4)
+        #expect(first.moreRemains)
+        var reports = [first]
+        while reports.last!.moreRemains, reports.count < 10 { reports.append(try await store.sweep(maxBatches: 2)) }
+        #expect(reports.map(\.evicted) == [4, 3])
+        #expect(!reports.last!.moreRemains)
+        let keys = try await store.list(.init(), caller: alice).sessions.map(\.key).sorted()
+        #expect(keys == ["k10", "k11", "k7", "k8", "k9"])
+        #expect(try await store.stats(caller: alice).sessions == 5)
+    }
+
     @Test func theTenantCapEvictsTheLeastRecentlyUsedIdleSession() async throws {
         let clock = ManualClock()
         let store = try makeStore(clock: clock) { $0.maxSessionsPerTenant = 3 }
