@@ -28,8 +28,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Keys the turn workload picks from at random.") var keys: Int = 100_000
     @Option(help: "Sessions created first for read and history.") var sessions: Int = 1_000
     @Option(help: "The system's name in the output.") var label: String = "sessiond"
+    @Option(help: "wire: raw frames from event-loop state machines (lean, like redis-benchmark); client: SessiondClient.")
+    var driver: Driver = .wire
 
     enum Workload: String, ExpressibleByArgument, CaseIterable { case turn, read, history, mixed }
+    enum Driver: String, ExpressibleByArgument, CaseIterable { case wire, client }
 
     func run() async throws {
         guard let address = ServerAddress(addr) else { throw ValidationError("--addr must be HOST:PORT or unix:/path") }
@@ -42,6 +45,11 @@ struct Run: AsyncParsableCommand {
     }
 
     private func measure(address: ServerAddress, connections: Int, ids: [String]) async throws -> Point {
+        if driver == .wire {
+            return try await WireDriver.measure(
+                address: address, connections: connections, depth: depth, workload: workload, keys: keys, ids: ids,
+                duration: duration, budget: OperationBudget(max(1, maxOperations)))
+        }
         let clients = (0..<connections).map { index in
             var configuration = SessiondClient.Configuration(address: address, clientName: "bench-\(index)", token: nil)
             configuration.timeout = .seconds(60)
