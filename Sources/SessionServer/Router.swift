@@ -57,6 +57,9 @@ public struct Router: Sendable {
                     context.logger[metadataKey: "session.id"] = "\(sessionId)"
                 }
                 let result = try await handler(params, context)
+                if let result = result as? any WireWritable {
+                    return WireWriter.success(id: id, result: result, allocator: Wire.allocator)
+                }
                 return try Wire.encoder.encodeAsByteBuffer(RPCSuccess(id: id, result: result), allocator: Wire.allocator)
             })
     }

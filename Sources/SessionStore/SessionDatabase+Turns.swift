@@ -27,10 +27,12 @@ extension SessionDatabase {
 
         let waitName = Self.waitName(tenant: caller.tenant, key: params.key)
         let deadline = ContinuousClock.now + .milliseconds(params.waitMs ?? 0)
+        // Drawn here, off the single writer: at most one attempt grants it.
+        let token = Self.randomToken()
         while true {
             let attempt = try await write { db in
                 try self.acquireOnce(
-                    db, params, caller: caller, ttlMs: ttlMs, leaseMs: leaseMs, metadata: metadata)
+                    db, params, caller: caller, token: token, ttlMs: ttlMs, leaseMs: leaseMs, metadata: metadata)
             }
             switch attempt {
             case .granted(let result):
@@ -63,7 +65,7 @@ extension SessionDatabase {
     }
 
     private func acquireOnce(
-        _ db: Database, _ params: SessionAcquire.Params, caller: Caller, ttlMs: Int64, leaseMs: Int64,
+        _ db: Database, _ params: SessionAcquire.Params, caller: Caller, token: String, ttlMs: Int64, leaseMs: Int64,
         metadata: String?
     ) throws -> AcquireAttempt {
         let now = nowMs
@@ -125,7 +127,7 @@ extension SessionDatabase {
         }
 
         let lease = Lease(
-            token: Self.randomToken(), fence: row.leaseFence + 1, holder: params.holder ?? caller.actor,
+            token: token, fence: row.leaseFence + 1, holder: params.holder ?? caller.actor,
             expiresAt: Date(ms: now + leaseMs))
         let ttl = created ? ttlMs : Int64(row.ttlSeconds) * 1000
         try db.cachedStatement(

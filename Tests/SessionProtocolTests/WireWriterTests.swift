@@ -1,0 +1,84 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import SessionProtocol
+import Testing
+
+/// The results that write their own JSON must write what `JSONEncoder` writes for them: the same members
+/// and values (`JSONEncoder` without sorted keys orders members by hash, so the order may differ).
+@Suite struct WireWriterTests {
+    private let encoder = WireJSON.makeEncoder(sortedKeys: false)
+    private let allocator = ByteBufferAllocator()
+
+    /// Text that needs every kind of escaping, and text that needs none.
+    private let awkward = ["plain", "quote \" backslash \\ slash / tab \t newline \n return \r", "\u{0}\u{8}\u{c}\u{1f}\u{7f}",
+                           "é ü 漢字 🙂 \u{2028}", ""]
+
+    private func session(_ index: Int, full: Bool) -> SessionInfo {
+        let text = awkward[index % awkward.count]
+        let at = Date(timeIntervalSince1970: 1_800_000_000.123 + Double(index) * 7.001)
+        return SessionInfo(
+            id: "id-\(index)", tenant: "local", key: "k:\(text)", tool: "claude", cwd: full ? "/work/\(text)" : nil,
+            cliSessionId: full ? UUID().uuidString : nil, status: SessionStatus.allCases[index % 4], createdAt: at,
+            lastUsedAt: at, expiresAt: at.addingTimeInterval(86_400), ttlSeconds: 86_400, turnCount: index,
+            resumeAttempts: index * 3, resumeSuccesses: index, consecutiveFailures: 2, totalFailures: 7,
+            lastFailureReason: full ? "No conversation found \(text)" : nil,
+            costUsd: [0, 1, 0.12, 0.1 + 0.2, 1e20, 123_456_789.5, 1e-7][index % 7], inputTokens: 1200, outputTokens: 300,
+            messageCount: 24, transcriptBytes: 5_364,
+            metadata: full
+                ? ["team": .string(text), "n": .number(1.5), "ok": .bool(true), "none": .null,
+                   "list": .array([.number(1), .string("x"), .object(["deep": .number(-3)])])]
+                : [:],
+            labels: full ? ["a", text] : [], parentId: full ? "parent" : nil,
+            lease: full ? LeaseState(holder: "h \(text)", fence: Int64(index), expiresAt: at) : nil)
+    }
+
+    private func expectSameJSON<Result: WireWritable & Encodable>(_ result: Result, id: RPCID?) throws {
+        let expected = try JSONSerialization.jsonObject(with: encoder.encode(RPCSuccess(id: id, result: result)))
+        let written = WireWriter.success(id: id, result: result, allocator: allocator)
+        let parsed = try JSONSerialization.jsonObject(with: Data(buffer: written))
+        #expect((parsed as? NSDictionary) == (expected as? NSDictionary), "\(String(buffer: written))")
+    }
+
+    @Test func everyTurnResultIsWrittenAsJSONEncoderWritesIt() throws {
+        for index in 0..<40 {
+            let full = index % 2 == 0
+            let lease = Lease(token: "t\(index)", fence: Int64(index), holder: "h", expiresAt: Date(timeIntervalSince1970: 1e9))
+            let decision = index % 3 == 0 ? ResumeDecision.fresh(.expired) : .resume("cli-\(index)", fork: index % 4 == 1)
+            let ids: [RPCID?] = [.number(Int64(index)), .string("req \"\(index)\""), nil]
+            let id = ids[index % 3]
+            let info = session(index, full: full)
+            try expectSameJSON(
+                SessionAcquire.Result(
+                    session: info, created: full, lease: lease, decision: decision,
+                    transcript: full ? TranscriptState(cliSessionId: "c", size: index) : nil), id: id)
+            try expectSameJSON(
+                SessionComplete.Result(session: info, chainExtended: !full, lease: full ? lease : nil, decision: full ? decision : nil),
+                id: id)
+            try expectSameJSON(SessionTouch.Result(session: info), id: id)
+            try expectSameJSON(SessionList.Result(sessions: [info, session(index + 1, full: false)], nextCursor: full ? "c" : nil), id: id)
+            try expectSameJSON(MessagesAppend.Result(firstSeq: index, lastSeq: index + 2), id: id)
+            try expectSameJSON(
+                MessagesList.Result(
+                    messages: [Message(seq: index, role: .assistant, content: awkward[index % awkward.count],
+                                       inputTokens: full ? 3 : nil, outputTokens: nil, at: Date(timeIntervalSince1970: 1e9))],
+                    nextAfterSeq: full ? index : nil), id: id)
+        }
+    }
+
+    /// A member added to `SessionInfo` but not to its writer would be missing from this comparison's output.
+    @Test func theFullSessionHasEveryMemberSet() throws {
+        let info = session(0, full: true)
+        let unset = Mirror(reflecting: info).children.filter { child in
+            if case Optional<Any>.none = child.value as Any? { return true }
+            let mirror = Mirror(reflecting: child.value)
+            return mirror.displayStyle == .optional && mirror.children.isEmpty
+        }
+        #expect(unset.map(\.label) == [])
+        let object = try #require(try JSONSerialization.jsonObject(
+            with: Data(buffer: WireWriter.success(id: nil, result: SessionTouch.Result(session: info), allocator: allocator)))
+            as? [String: Any])
+        let written = try #require((object["result"] as? [String: Any])?["session"] as? [String: Any])
+        #expect(Set(written.keys) == Set(Mirror(reflecting: info).children.compactMap(\.label)))
+    }
+}
