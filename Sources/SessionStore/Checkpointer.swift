@@ -31,8 +31,10 @@ final class Checkpointer: Sendable {
         configuration.busyMode = .timeout(busyTimeout)
         let connection = try DatabaseQueue(path: path, configuration: configuration)
         let shared = self.shared
-        let thread = Thread { Self.run(connection: connection, shared: shared, logger: logger) }
-        thread.name = "sessiond-checkpointer"
+        let thread = Thread {
+            Thread.current.name = "sessiond-ckpt"  // at most 15 bytes on Linux
+            Self.run(connection: connection, shared: shared, logger: logger)
+        }
         thread.start()
     }
 

@@ -34,9 +34,10 @@ final class WriteQueue: Sendable {
         let maxBatch = max(1, maxBatch)
         self.checkpointer = checkpointer
         let thread = Thread {
+            // Named from inside: on Linux only the running thread's own name reaches `top -H` and perf.
+            Thread.current.name = "sessiond-writer"
             Self.run(writer: writer, shared: shared, maxBatch: maxBatch, checkpointer: checkpointer)
         }
-        thread.name = "sessiond-writer"
         shared.thread = thread
         thread.start()
     }
