@@ -46,7 +46,7 @@ extension SessionDatabase {
             }
             sql += " ORDER BY pk DESC LIMIT ?"
             _ = arguments.append(contentsOf: [limit + 1])
-            let rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(SessionRow.init(row:))
+            let rows = try db.sessionRows(db.cachedStatement(sql: sql), arguments)
             let page = rows.prefix(limit)
             return SessionList.Result(
                 sessions: page.map { $0.info(now: now) },

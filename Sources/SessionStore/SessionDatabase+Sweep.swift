@@ -72,8 +72,7 @@ extension SessionDatabase {
     private var deleteBatchSize: Int { max(1, configuration.sweepBatchSize / 10) }
 
     private func sessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [SessionRow] {
-        try Row.fetchAll(db, sql: "SELECT \(SessionRow.columns) FROM session WHERE \(sql)", arguments: arguments)
-            .map(SessionRow.init(row:))
+        try db.sessionRows(db.makeStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE \(sql)"), arguments)
     }
 
     private func expireLeases(_ db: Database, now: Int64, limit: Int) throws -> Int {

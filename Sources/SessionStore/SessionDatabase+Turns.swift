@@ -194,15 +194,14 @@ extension SessionDatabase {
     func evictionCandidates(_ db: Database, tenant: String, now: Int64, limit: Int) throws -> [SessionRow] {
         var rows: [SessionRow] = []
         for statuses in ["'expired', 'closed'", "'active', 'non_resumable'"] where rows.count < limit {
-            rows += try Row.fetchAll(
+            rows += try db.sessionRows(
                 db.cachedStatement(
                     sql: """
                         SELECT \(SessionRow.columns) FROM session
                         WHERE tenant = ? AND status IN (\(statuses)) AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
                         ORDER BY expiresAt LIMIT ?
                         """),
-                arguments: [tenant, now, limit - rows.count]
-            ).map(SessionRow.init(row:))
+                [tenant, now, limit - rows.count])
         }
         return rows
     }

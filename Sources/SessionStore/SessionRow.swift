@@ -46,41 +46,46 @@ struct SessionRow: Sendable {
     var leaseFence: Int64
     var leaseExpiresAt: Int64?
 
-    init(row: Row) {
-        pk = row[0]
-        id = row[1]
-        tenant = row[2]
-        key = row[3]
-        tool = row[4]
-        cwd = row[5]
-        cliSessionId = row[6]
-        status = SessionStatus(rawValue: row[7]) ?? .active
-        createdAt = row[8]
-        lastUsedAt = row[9]
-        expiresAt = row[10]
-        ttlSeconds = row[11]
-        turnCount = row[12]
-        resumeAttempts = row[13]
-        resumeSuccesses = row[14]
-        consecutiveFailures = row[15]
-        totalFailures = row[16]
-        lastFailureReason = row[17]
-        costUsd = row[18]
-        cliCostUsd = row[19]
-        inputTokens = row[20]
-        outputTokens = row[21]
-        messageCount = row[22]
-        transcriptBytes = row[23]
-        metadata = row[24]
-        labels = row[25]
-        parentId = row[26]
-        forkPending = row[27]
-        pendingFresh = (row[28] as String?).flatMap(FreshReason.init(rawValue:))
-        turnMode = (row[29] as String?).flatMap(TurnMode.init(rawValue:))
-        leaseToken = row[30]
-        leaseHolder = row[31]
-        leaseFence = row[32]
-        leaseExpiresAt = row[33]
+    /// The row the statement is on, read column by column in the order of ``columns``; `pk` is column 0.
+    /// A NULL in a NOT NULL column (which the schema rules out) reads as the column's default.
+    init(pk: Int64, statement: SQLiteStatement) {
+        func column<Value: StatementColumnConvertible>(_ index: CInt) -> Value? {
+            Value.fromStatement(statement, atUncheckedIndex: index)
+        }
+        self.pk = pk
+        id = column(1) ?? ""
+        tenant = column(2) ?? ""
+        key = column(3) ?? ""
+        tool = column(4) ?? ""
+        cwd = column(5)
+        cliSessionId = column(6)
+        status = (column(7) as String?).flatMap(SessionStatus.init(rawValue:)) ?? .active
+        createdAt = column(8) ?? 0
+        lastUsedAt = column(9) ?? 0
+        expiresAt = column(10) ?? 0
+        ttlSeconds = column(11) ?? 86_400
+        turnCount = column(12) ?? 0
+        resumeAttempts = column(13) ?? 0
+        resumeSuccesses = column(14) ?? 0
+        consecutiveFailures = column(15) ?? 0
+        totalFailures = column(16) ?? 0
+        lastFailureReason = column(17)
+        costUsd = column(18) ?? 0
+        cliCostUsd = column(19) ?? 0
+        inputTokens = column(20) ?? 0
+        outputTokens = column(21) ?? 0
+        messageCount = column(22) ?? 0
+        transcriptBytes = column(23) ?? 0
+        metadata = column(24) ?? "{}"
+        labels = column(25) ?? "[]"
+        parentId = column(26)
+        forkPending = column(27) ?? false
+        pendingFresh = (column(28) as String?).flatMap(FreshReason.init(rawValue:))
+        turnMode = (column(29) as String?).flatMap(TurnMode.init(rawValue:))
+        leaseToken = column(30)
+        leaseHolder = column(31)
+        leaseFence = column(32) ?? 0
+        leaseExpiresAt = column(33)
     }
 
     /// Whether a lease is held and unexpired at `now`.
@@ -178,6 +183,12 @@ enum JSONText {
 
     private static func writeString(_ string: String, to text: inout String) {
         text += "\""
+        // Most strings need no escaping: copy them whole instead of scalar by scalar.
+        if !string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            text += string
+            text += "\""
+            return
+        }
         for scalar in string.unicodeScalars {
             switch scalar {
             case "\"": text += "\\\""
@@ -221,14 +232,19 @@ extension Database {
         try uniqueSessionRow(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), [pk])
     }
 
-    /// Reads the row of a lookup by a unique key straight from the statement, without copying it into a `Row`
-    /// first (these lookups run inside every turn's write).
+    /// The session rows of a `SELECT \(SessionRow.columns) …` statement. A one-column cursor steps the
+    /// statement and the other columns are read from it directly: a `Row` cursor would build a dictionary of
+    /// the 34 column names for every query, and these lookups run inside every turn's write.
+    func sessionRows(_ statement: Statement, _ arguments: StatementArguments) throws -> [SessionRow] {
+        let pks = try Int64.fetchCursor(statement, arguments: arguments)
+        var rows: [SessionRow] = []
+        while let pk = try pks.next() {
+            rows.append(SessionRow(pk: pk, statement: statement.sqliteStatement))
+        }
+        return rows
+    }
+
     private func uniqueSessionRow(_ statement: Statement, _ arguments: StatementArguments) throws -> SessionRow? {
-        let rows = try Row.fetchCursor(statement, arguments: arguments)
-        guard let row = try rows.next() else { return nil }
-        let session = SessionRow(row: row)
-        // The key is unique, so this step ends the statement and resets it.
-        _ = try rows.next()
-        return session
+        try sessionRows(statement, arguments).first
     }
 }
