@@ -147,8 +147,14 @@ public struct WireWriter {
         }
     }
 
-    /// A number as `JSONEncoder` writes it: integral values without a fraction.
+    /// A number as `JSONEncoder` writes it: integral values without a fraction. JSON has no infinity or NaN
+    /// (the store refuses them on input); should one get here anyway, it is written as `null`, not as
+    /// invalid JSON.
     private mutating func number(_ value: Double) {
+        guard value.isFinite else {
+            buffer.writeStaticString("null")
+            return
+        }
         let text = value.description
         if text.hasSuffix(".0") {
             buffer.writeSubstring(text.dropLast(2))

@@ -66,6 +66,18 @@ import Testing
         }
     }
 
+    /// `JSONEncoder` throws on infinity and NaN; the writer must still write valid JSON.
+    @Test func aNumberJSONCannotHoldIsWrittenAsNull() throws {
+        var info = session(0, full: false)
+        info.costUsd = .infinity
+        info.metadata = ["nan": .number(.nan)]
+        let written = WireWriter.success(id: .number(1), result: SessionTouch.Result(session: info), allocator: allocator)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(buffer: written)) as? [String: Any])
+        let parsed = try #require((object["result"] as? [String: Any])?["session"] as? [String: Any])
+        #expect(parsed["costUsd"] is NSNull)
+        #expect((parsed["metadata"] as? [String: Any])?["nan"] is NSNull)
+    }
+
     /// A member added to `SessionInfo` but not to its writer would be missing from this comparison's output.
     @Test func theFullSessionHasEveryMemberSet() throws {
         let info = session(0, full: true)
