@@ -180,12 +180,12 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
         case .idle:
             break
         case .acquire(let started):
-            guard let acquired = try? Self.decoder.decode(AcquireReply.self, from: frame).result else {
+            guard let session = reply.result?.session, let lease = reply.result?.lease else {
                 return errorCaught(context: context, error: SessionError(.protocolError, "no lease in the acquire result"))
             }
             steps[stream] = .complete(started: started)
             send(
-                #""method":"session.complete","params":{"sessionId":"\#(acquired.session.id)","lease":{"token":"\#(acquired.lease.token)","fence":\#(acquired.lease.fence)},"outcome":"ok","cliSessionId":"\#(random.uuidString())","costUsd":0.01,"inputTokens":1200,"outputTokens":300,"messages":[{"role":"user","content":"Please summarise the change in the build script."},{"role":"assistant","content":"The build now caches dependencies and runs tests in parallel."}]}"#,
+                #""method":"session.complete","params":{"sessionId":"\#(session.id)","lease":{"token":"\#(lease.token)","fence":\#(lease.fence)},"outcome":"ok","cliSessionId":"\#(random.uuidString())","costUsd":0.01,"inputTokens":1200,"outputTokens":300,"messages":[{"role":"user","content":"Please summarise the change in the build script."},{"role":"assistant","content":"The build now caches dependencies and runs tests in parallel."}]}"#,
                 stream: stream)
         case .append(let started, let sessionId):
             steps[stream] = .listMessages(started: started)
@@ -255,24 +255,22 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// The members of a response that every step reads.
+/// The members of a response the driver reads, in one decoding pass.
 private struct WireReply: Decodable {
-    var id: Int64?
-    var error: RPCErrorObject?
-}
-
-/// The part of an acquire's result that the complete needs.
-private struct AcquireReply: Decodable {
+    /// The part of a result the next request may need: an acquire's session id and lease. No other member
+    /// is read, and results that have neither decode with both `nil`.
     struct Result: Decodable {
         struct Session: Decodable { var id: String }
         struct Lease: Decodable {
             var token: String
             var fence: Int64
         }
-        var session: Session
-        var lease: Lease
+        var session: Session?
+        var lease: Lease?
     }
-    var result: Result
+    var id: Int64?
+    var error: RPCErrorObject?
+    var result: Result?
 }
 
 /// A small, fast pseudo-random generator (SplitMix64) for keys and CLI session ids: the system generator
