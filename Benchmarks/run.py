@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,7 +257,7 @@ def scale(sessiond, bench_bin, work, quick):
                 points[name].append(point)
             finally:
                 server.stop()
-    median = lambda values: sorted(values)[len(values) // 2]
+    median = statistics.median_low
     for name, measured in points.items():
         figures[f"{name}: turn ops/s at 64 (median of {rounds})"] = median([p["ops_per_s"] for p in measured])
         figures[f"{name}: turn p99 ms at 64 (median of {rounds})"] = median([p["p99_ms"] for p in measured])

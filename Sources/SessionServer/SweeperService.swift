@@ -3,8 +3,8 @@ import ServiceLifecycle
 import SessionStore
 
 /// Applies the store's policies (expiry, purge, eviction, audit retention) on an interval, and again after a
-/// second while a sweep left work over (a backlog after downtime, or a lowered cap), so that a backlog drains
-/// in small transactions between turns instead of in one long one.
+/// second while a sweep left work over (a backlog after downtime, or a lowered cap), so that a backlog keeps
+/// draining in short transactions between turns instead of one budget's worth per interval.
 public struct SweeperService: Service {
     let store: SessionDatabase
     let interval: Duration
@@ -18,24 +18,28 @@ public struct SweeperService: Service {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            var pause = interval
-            do {
-                let report = try await store.sweep()
-                if report.moreRemains { pause = min(interval, .seconds(1)) }
-                if report.total > 0 {
-                    logger.info(
-                        "sweep",
-                        metadata: [
-                            "expired": "\(report.expired)", "leasesExpired": "\(report.leasesExpired)",
-                            "purged": "\(report.purged)", "evicted": "\(report.evicted)",
-                            "auditPurged": "\(report.auditPurged)", "moreRemains": "\(report.moreRemains)",
-                        ])
-                }
-            } catch {
-                logger.warning("sweep failed", metadata: ["error": "\(error)"])
+            let pause = await sweep() ? min(interval, .seconds(1)) : interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+        }
+    }
+
+    /// One sweep, logged; whether it left work over.
+    private func sweep() async -> Bool {
+        do {
+            let report = try await store.sweep()
+            if report.total > 0 {
+                logger.info(
+                    "sweep",
+                    metadata: [
+                        "expired": "\(report.expired)", "leasesExpired": "\(report.leasesExpired)",
+                        "purged": "\(report.purged)", "evicted": "\(report.evicted)",
+                        "auditPurged": "\(report.auditPurged)", "moreRemains": "\(report.moreRemains)",
+                    ])
             }
-            let wait = pause
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            return report.moreRemains
+        } catch {
+            logger.warning("sweep failed", metadata: ["error": "\(error)"])
+            return false
         }
     }
 }

@@ -214,7 +214,6 @@ public final class SessionDatabase: Sendable {
         }
     }
 
-
     /// Runs a raw read-only SQL check (for tests and diagnostics): `PRAGMA integrity_check` and the like.
     public func readValue<T: DatabaseValueConvertible & Sendable>(sql: String) async throws -> T? {
         try await read { db in try T.fetchOne(db, sql: sql) }

@@ -219,17 +219,18 @@ enum JSONText {
 extension Database {
     /// The session row with this public id in any tenant.
     func sessionRow(id: String) throws -> SessionRow? {
-        try uniqueSessionRow(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), [id])
+        try sessionRows(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), [id]).first
     }
 
     /// The session row for a tenant's key.
     func sessionRow(tenant: String, key: String) throws -> SessionRow? {
-        try uniqueSessionRow(
-            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"), [tenant, key])
+        try sessionRows(
+            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"), [tenant, key]
+        ).first
     }
 
     func sessionRow(pk: Int64) throws -> SessionRow? {
-        try uniqueSessionRow(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), [pk])
+        try sessionRows(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), [pk]).first
     }
 
     /// The session rows of a `SELECT \(SessionRow.columns) …` statement. A one-column cursor steps the
@@ -242,9 +243,5 @@ extension Database {
             rows.append(SessionRow(pk: pk, statement: statement.sqliteStatement))
         }
         return rows
-    }
-
-    private func uniqueSessionRow(_ statement: Statement, _ arguments: StatementArguments) throws -> SessionRow? {
-        try sessionRows(statement, arguments).first
     }
 }
