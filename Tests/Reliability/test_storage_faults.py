@@ -87,16 +87,22 @@ def fill(directory: Path, name: str = "filler", leave: int = 0) -> Path:
     return path
 
 
+def seed_session(client, key: str, message: str, transcript: bytes) -> str:
+    """One completed turn on `key` with a message and a transcript (CLI id `cli-seed`); the session id."""
+    acquired = client.acquire(key)
+    sid = acquired["session"]["id"]
+    client.messages_append(sid, [("user", message)], lease=acquired["lease"])
+    client.transcript_append(sid, acquired["lease"], "cli-seed", 0, transcript)
+    client.complete(sid, acquired["lease"], "ok", cli_session_id="cli-seed")
+    return sid
+
+
 def seeded_database(directory: Path) -> Path:
     """A registry with one session, one message and a transcript, cleanly stopped (WAL folded in)."""
     server = Sessiond(directory / "seed", db=directory / "registry.sqlite")
     server.start()
     with server.client() as client:
-        acquired = client.acquire("seed:one")
-        sid = acquired["session"]["id"]
-        client.messages_append(sid, [("user", "seeded")], lease=acquired["lease"])
-        client.transcript_append(sid, acquired["lease"], "cli-seed", 0, b"seed transcript\n")
-        client.complete(sid, acquired["lease"], "ok", cli_session_id="cli-seed")
+        seed_session(client, "seed:one", "seeded", b"seed transcript\n")
     assert server.stop() == 0
     shutil.rmtree(directory / "seed")
     checkpoint(server.db)
@@ -176,11 +182,7 @@ def test_full_disk_while_serving(tmpfs, tmp_path):
     server.start()
     try:
         with server.client() as client:
-            seed = client.acquire("full:seed")
-            seed_id = seed["session"]["id"]
-            client.messages_append(seed_id, [("user", "before the disk filled")], lease=seed["lease"])
-            client.transcript_append(seed_id, seed["lease"], "cli-seed", 0, b"seed line\n")
-            client.complete(seed_id, seed["lease"], "ok", cli_session_id="cli-seed")
+            seed_id = seed_session(client, "full:seed", "before the disk filled", b"seed line\n")
 
         acked: List[tuple] = []
         reasons: Dict[str, int] = {}
