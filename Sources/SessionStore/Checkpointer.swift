@@ -22,8 +22,11 @@ final class Checkpointer: Sendable {
     private let shared = Shared()
     /// The most a checkpoint may lag behind a commit, in seconds.
     static let interval: TimeInterval = 0.1
-    /// WAL frames (pages) past which the writer finishes a checkpoint itself: about 16 MB of 4 KiB pages.
-    static let restartFrames = 4000
+    /// WAL frames (pages) past which the writer finishes a checkpoint itself: about 4 MB of 4 KiB pages.
+    /// Measured on 1,000,000 sessions at 64 connections, turn p99 fell from 62–70 ms to 47–62 ms against
+    /// 4000 frames (five pairs, same throughput), and rose to 85–101 ms with 16000; 10,000 sessions
+    /// did not change.
+    static let restartFrames = 1000
 
     /// Opens the checkpointer's connection; throws when the file cannot be opened for writing.
     init(path: String, busyTimeout: TimeInterval, logger: Logger) throws {
