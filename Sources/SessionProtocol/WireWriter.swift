@@ -127,6 +127,14 @@ public struct WireWriter {
         buffer.writeInteger(UInt8(ascii: "]"))
     }
 
+    /// `value` as JSON text: how metadata, labels and audit details are stored in the database.
+    public static func text(_ value: JSONValue) -> String {
+        var writer = WireWriter(buffer: ByteBuffer())
+        writer.value(value)
+        return String(buffer: writer.buffer)
+    }
+
+    /// A JSON value; object members in key order, so equal values write equal text.
     private mutating func value(_ value: JSONValue) {
         switch value {
         case .null: buffer.writeStaticString("null")
@@ -136,12 +144,12 @@ public struct WireWriter {
         case .array(let values): array(values) { writer, element in writer.value(element) }
         case .object(let members):
             object { writer in
-                for (name, member) in members {
+                for name in members.keys.sorted() {
                     if writer.hasMember { writer.buffer.writeInteger(UInt8(ascii: ",")) }
                     writer.hasMember = true
                     writer.string(name)
                     writer.buffer.writeInteger(UInt8(ascii: ":"))
-                    writer.value(member)
+                    writer.value(members[name]!)
                 }
             }
         }

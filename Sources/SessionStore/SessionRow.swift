@@ -150,59 +150,7 @@ enum JSONText {
 
     /// The audit detail as JSON text, written directly: it is on every write's path.
     static func encode(_ object: [String: JSONValue]) -> String {
-        var text = ""
-        write(.object(object), to: &text)
-        return text
-    }
-
-    private static func write(_ value: JSONValue, to text: inout String) {
-        switch value {
-        case .null: text += "null"
-        case .bool(let flag): text += flag ? "true" : "false"
-        case .number(let number):
-            if number.rounded() == number, abs(number) < 1e15 { text += String(Int64(number)) } else { text += "\(number)" }
-        case .string(let string): writeString(string, to: &text)
-        case .array(let values):
-            text += "["
-            for (index, element) in values.enumerated() {
-                if index > 0 { text += "," }
-                write(element, to: &text)
-            }
-            text += "]"
-        case .object(let members):
-            text += "{"
-            for (index, key) in members.keys.sorted().enumerated() {
-                if index > 0 { text += "," }
-                writeString(key, to: &text)
-                text += ":"
-                write(members[key]!, to: &text)
-            }
-            text += "}"
-        }
-    }
-
-    private static func writeString(_ string: String, to text: inout String) {
-        text += "\""
-        // Most strings need no escaping: copy them whole instead of scalar by scalar.
-        if !string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            text += string
-            text += "\""
-            return
-        }
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
+        WireWriter.text(.object(object))
     }
 
     static func decodeObject(_ text: String) -> [String: JSONValue] {

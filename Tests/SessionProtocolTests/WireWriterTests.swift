@@ -78,6 +78,24 @@ import Testing
         #expect((parsed["metadata"] as? [String: Any])?["nan"] is NSNull)
     }
 
+    /// Stored JSON (metadata, audit details) is the same writer's text: it reads back as the same value, and
+    /// equal values give equal text whatever order their members were built in.
+    @Test func storedJSONTextReadsBackAsTheSameValueWithMembersInKeyOrder() throws {
+        var members: [String: JSONValue] = [:]
+        for (index, text) in awkward.enumerated() { members["k\(index) \(text)"] = .string(text) }
+        members["numbers"] = .array([.number(3), .number(-0.5), .number(1e300), .number(123_456_789_012_345)])
+        members["nested"] = .object(["b": .bool(true), "a": .null, "c": .array([])])
+        let text = WireWriter.text(.object(members))
+        let parsed = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(parsed == .object(members))
+        #expect(text.contains(#""numbers":[3,-0.5,1e+300,123456789012345]"#))
+        #expect(text.contains(#""nested":{"a":null,"b":true,"c":[]}"#))
+        var reversed: [String: JSONValue] = [:]
+        for (name, value) in members.reversed() { reversed[name] = value }
+        #expect(WireWriter.text(.object(reversed)) == text)
+        #expect(WireWriter.text(.object(["x": .number(.infinity)])) == #"{"x":null}"#)
+    }
+
     /// A member added to `SessionInfo` but not to its writer would be missing from this comparison's output.
     @Test func theFullSessionHasEveryMemberSet() throws {
         let info = session(0, full: true)
