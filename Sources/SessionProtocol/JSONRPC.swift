@@ -30,46 +30,6 @@ public enum RPCID: Codable, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The envelope fields of an incoming request, decoded before the method's params.
-public struct RPCRequestHead: Decodable, Sendable {
-    public var jsonrpc: String?
-    public var method: String?
-    /// The request id; `nil` for a notification or an explicit `null`.
-    public var id: RPCID?
-    /// Whether the message had an `id` member at all (absent means notification).
-    public var hasID: Bool
-    /// Whether `id` is present but neither a number, a string nor `null`.
-    public var hasInvalidID: Bool
-
-    enum CodingKeys: String, CodingKey { case jsonrpc, method, id }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        jsonrpc = try? container.decodeIfPresent(String.self, forKey: .jsonrpc)
-        method = try? container.decodeIfPresent(String.self, forKey: .method)
-        hasID = container.contains(.id)
-        id = try? container.decodeIfPresent(RPCID.self, forKey: .id)
-        hasInvalidID = hasID && id == nil && !((try? container.decodeNil(forKey: .id)) ?? false)
-    }
-}
-
-/// Decodes only the `params` member of a request.
-public struct RPCParamsEnvelope<Params: Decodable>: Decodable {
-    public var params: Params
-
-    enum CodingKeys: String, CodingKey { case params }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        if container.contains(.params), try !container.decodeNil(forKey: .params) {
-            params = try container.decode(Params.self, forKey: .params)
-        } else {
-            // Absent params mean "all defaults": decode from an empty object.
-            params = try JSONDecoder().decode(Params.self, from: Data("{}".utf8))
-        }
-    }
-}
-
 /// An outgoing request.
 public struct RPCRequest<Params: Encodable>: Encodable {
     public var jsonrpc = "2.0"

@@ -888,13 +888,9 @@ def test_bad_input_flood(server_factory, tmp_path, name, cases):
     assert_serving(server)
 
 
-# -- server bugs found by these harnesses (xfail(strict=True) until fixed) ---------------------------
+# -- server bugs found by these harnesses, now fixed ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: only the members sessiond decodes are parsed, leniently, so invalid JSON is accepted "
-    "(trailing commas, leading zeros, bad escapes, '1.', '1e') or answered invalid_params/invalid_request "
-    "with the request id instead of parse_error with id null"))
 def test_malformed_json_anywhere_is_a_parse_error(server_factory):
     server = server_factory()
     bad = [
@@ -917,9 +913,6 @@ def test_malformed_json_anywhere_is_a_parse_error(server_factory):
     assert not wrong, "invalid JSON not answered with parse_error:\n" + "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: a number too large for its field (1e30, 10**20, 2**64) is answered with the message "
-    "'params: The given data was not valid JSON.', which does not name the field (PROTOCOL: message names the field)"))
 def test_out_of_range_numbers_name_the_field(server_factory):
     server = server_factory()
     acquired = server_get_lease(server, "bad:named")

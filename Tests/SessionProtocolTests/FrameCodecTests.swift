@@ -107,18 +107,121 @@ import Testing
         for code in codes { #expect(SessionError.Code(rpcCode: code.rpcCode) == code) }
     }
 
-    @Test func requestHeadsTellNotificationsNullAndInvalidIdsApart() throws {
-        func head(_ json: String) throws -> RPCRequestHead {
-            try JSONDecoder().decode(RPCRequestHead.self, from: Data(json.utf8))
+    @Test func requestEnvelopesTellNotificationsNullAndInvalidIdsApart() throws {
+        func head(_ json: String) throws -> RPCRequestEnvelope {
+            try RPCRequestEnvelope(parsing: ByteBuffer(string: json))
         }
         #expect(try head(#"{"jsonrpc":"2.0","id":"a","method":"m"}"#).id == .string("a"))
         #expect(try head(#"{"jsonrpc":"2.0","id":5,"method":"m"}"#).id == .number(5))
+        #expect(try head(#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"m"}"#).id == .number(.min))
         let absent = try head(#"{"jsonrpc":"2.0","method":"m"}"#)
         #expect(!absent.hasID && !absent.hasInvalidID)
         let null = try head(#"{"jsonrpc":"2.0","id":null,"method":"m"}"#)
         #expect(null.hasID && null.id == nil && !null.hasInvalidID)
-        #expect(try head(#"{"jsonrpc":"2.0","id":{"x":1},"method":"m"}"#).hasInvalidID)
-        #expect(try head(#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#).hasInvalidID)
+        for id in [#"{"x":1}"#, "1.5", "1e2", "9223372036854775808", "true", "[]"] {
+            #expect(try head(#"{"jsonrpc":"2.0","id":\#(id),"method":"m"}"#).hasInvalidID, "\(id)")
+        }
+        // Escaped envelope strings are unescaped; the first of two members counts.
+        let escaped = try head(#"{"jsonrpc":"2.0","id":"\u0061","method":"hea\u006cth","method":"other"}"#)
+        #expect(escaped.method == "health" && escaped.id == .string("a"))
+    }
+
+    @Test func envelopesRefuseWhatRFC8259Refuses() throws {
+        let bad = [
+            #"{"jsonrpc":"2.0","id":1,"method":"health",}"#, #"{"params":{"a":[1,]}}"#, #"{"x":01}"#,
+            #"{"x":"\x41"}"#, #"{"x":1.}"#, #"{"x":1e}"#, #"{"x":-}"#, #"{"x":+1}"#, #"{"x":NaN}"#, #"{"x":.5}"#,
+            #"{"x":tru}"#, #"{'a':1}"#, #"{a:1}"#, #"{"a" 1}"#, #"{"a":1"#, #"{"a":"\u12"}"#, "{\"a\":\"\t\"}",
+            #"{"a":1} x"#, #"{"a":1}}"#, "", " ", #"{"a":"# + String(repeating: "[", count: 512) + String(repeating: "]", count: 512) + "}",
+        ]
+        for text in bad {
+            #expect(throws: RPCRequestEnvelope.Refusal.self, "\(text.prefix(60))") {
+                _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: text))
+            }
+        }
+        let badUTF8: [[UInt8]] = [[0xFF], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82]]
+        for bytes in badUTF8 {
+            var frame = ByteBuffer(string: #"{"a":""#)
+            frame.writeBytes(bytes)
+            frame.writeString(#""}"#)
+            #expect(throws: RPCRequestEnvelope.Refusal.self) { _ = try RPCRequestEnvelope(parsing: frame) }
+        }
+        let good = [
+            #" {"a" : [ 1 , -0.5e+3 , 0 , 1E-2 , true , false , null , "\"\\\/\b\f\n\r\t\u00e9" , {} , [] ] } "#,
+            #"{"é€𝄞":"é€𝄞"}"#, #"{"a":"# + String(repeating: "[", count: 511) + String(repeating: "]", count: 511) + "}",
+        ]
+        for text in good {
+            #expect(throws: Never.self) { _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: text)) }
+        }
+        #expect(throws: RPCRequestEnvelope.Refusal.notAnObject(isArray: true)) {
+            _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: "[1]"))
+        }
+        #expect(throws: RPCRequestEnvelope.Refusal.notAnObject(isArray: false)) {
+            _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: "42"))
+        }
+    }
+
+    /// Random JSON that Foundation writes must pass; when one byte of it changes (to anything but a digit or
+    /// an exponent, which could only push a number out of range) and the scanner still accepts it,
+    /// Foundation reads it too.
+    @Test func scannerAcceptsWhatFoundationWritesAndNothingFoundationCannotRead() throws {
+        var generator = SystemRandomNumberGenerator()
+        func randomValue(_ depth: Int) -> Any {
+            switch Int.random(in: 0..<(depth > 3 ? 4 : 6), using: &generator) {
+            case 0: return Int.random(in: .min ... .max, using: &generator)
+            case 1: return Double.random(in: -1e300...1e300, using: &generator)
+            case 2: return String((0..<Int.random(in: 0..<8, using: &generator)).map { _ in
+                ["a", "\"", "\\", "\n", "\u{1}", "é", "𝄞", "/", " "].randomElement(using: &generator)! }.joined())
+            case 3: return [true, false].randomElement(using: &generator)! as Any
+            case 4: return (0..<Int.random(in: 0..<4, using: &generator)).map { _ in randomValue(depth + 1) }
+            default:
+                return Dictionary(uniqueKeysWithValues: (0..<Int.random(in: 0..<4, using: &generator)).map {
+                    ("k\($0)", randomValue(depth + 1)) })
+            }
+        }
+        for _ in 0..<300 {
+            let data = try JSONSerialization.data(withJSONObject: ["params": randomValue(0)])
+            let frame = ByteBuffer(bytes: data)
+            #expect(throws: Never.self, "\(String(decoding: data, as: UTF8.self))") {
+                _ = try RPCRequestEnvelope(parsing: frame)
+            }
+            var mutated = Array(data)
+            var byte = UInt8.random(in: 0...255, using: &generator)
+            while Array("0123456789eE".utf8).contains(byte) { byte = UInt8.random(in: 0...255, using: &generator) }
+            mutated[Int.random(in: 0..<mutated.count, using: &generator)] = byte
+            if (try? RPCRequestEnvelope(parsing: ByteBuffer(bytes: mutated))) != nil {
+                #expect((try? JSONSerialization.jsonObject(with: Data(mutated))) != nil, "\(mutated)")
+            }
+        }
+    }
+
+    @Test func paramsOutOfRangeNameTheirField() throws {
+        struct Params: Decodable {
+            struct Lease: Decodable { var fence: Int64 }
+            struct Message: Decodable { var inputTokens: Int? }
+            var lease: Lease?
+            var limit: Int?
+            var cost: Double?
+            var messages: [Message]?
+        }
+        func message(_ params: String) -> String? {
+            let frame = ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"m","params":\#(params)}"#)
+            do {
+                _ = try RPCRequestEnvelope(parsing: frame).decodeParams(Params.self, using: WireJSON.makeDecoder())
+                return nil
+            } catch {
+                #expect((error as? SessionError)?.code == .invalidParams)
+                return (error as? SessionError)?.message ?? "\(error)"
+            }
+        }
+        #expect(message(#"{"lease":{"fence":1e30}}"#)?.hasPrefix("lease.fence (1e30) does not fit its field") == true)
+        #expect(message(#"{"limit":18446744073709551616}"#)?.contains("limit (18446744073709551616)") == true)
+        #expect(message(#"{"limit":1.5}"#)?.contains("limit (1.5)") == true)
+        #expect(message(#"{"cost":1e400}"#)?.contains("cost (1e400)") == true)
+        #expect(message(#"{"messages":[{"inputTokens":5},{"inputTokens":1e19}]}"#)?.contains("messages[1].inputTokens") == true)
+        #expect(message(#"{"limit":"x"}"#) == "limit has the wrong type (expected integer)")
+        #expect(message(#"{"lease":{}}"#) == "lease.fence is required")
+        #expect(message(#"{"limit":2.0,"cost":0.5,"lease":{"fence":-9223372036854775808}}"#) == nil)
+        #expect(message("null") == nil)
     }
 
     @Test func datesAreISO8601WithMilliseconds() throws {
@@ -156,12 +259,12 @@ import Testing
     }
 
     @Test func missingParamsDecodeAsDefaults() throws {
-        let list = try JSONDecoder().decode(
-            RPCParamsEnvelope<SessionList.Params>.self, from: Data(#"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#.utf8))
-        #expect(list.params.limit == nil)
-        #expect(throws: (any Error).self) {
-            _ = try JSONDecoder().decode(
-                RPCParamsEnvelope<Empty>.self, from: Data(#"{"jsonrpc":"2.0","id":1,"method":"stats","params":"x"}"#.utf8))
+        let list = try RPCRequestEnvelope(parsing: ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#))
+            .decodeParams(SessionList.Params.self, using: JSONDecoder())
+        #expect(list.limit == nil)
+        #expect(throws: SessionError.self) {
+            _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"stats","params":"x"}"#))
+                .decodeParams(Empty.self, using: JSONDecoder())
         }
     }
 }

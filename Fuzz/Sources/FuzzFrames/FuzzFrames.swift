@@ -5,10 +5,10 @@ import NIOFoundationCompat
 import SessionProtocol
 
 /// Every method's params type: each decoded frame is tried against all of them.
-private let paramDecoders: [@Sendable (ByteBuffer) throws -> Void] = {
+private let paramDecoders: [@Sendable (RPCRequestEnvelope) throws -> Void] = {
     let decoder = WireJSON.makeDecoder()
-    func params<M: RPCMethod>(_: M.Type) -> @Sendable (ByteBuffer) throws -> Void {
-        { _ = try decoder.decode(RPCParamsEnvelope<M.Params>.self, from: $0) }
+    func params<M: RPCMethod>(_: M.Type) -> @Sendable (RPCRequestEnvelope) throws -> Void {
+        { _ = try $0.decodeParams(M.Params.self, using: decoder) }
     }
     return [
         params(Hello.self), params(Health.self), params(SessionAcquire.self), params(SessionComplete.self),
@@ -38,9 +38,9 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     }
     while let frame = try? channel.readInbound(as: ByteBuffer.self) {
         guard frame.readableBytes > 0 else { fatalError("the decoder produced an empty frame") }
-        if let head = try? decoder.decode(RPCRequestHead.self, from: frame) {
-            _ = head.method
-            for decode in paramDecoders { try? decode(frame) }
+        if let request = try? RPCRequestEnvelope(parsing: frame) {
+            _ = request.method
+            for decode in paramDecoders { try? decode(request) }
         }
         _ = try? decoder.decode(RPCResponseHead.self, from: frame)
     }
