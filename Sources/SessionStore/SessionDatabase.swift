@@ -179,12 +179,30 @@ public final class SessionDatabase: Sendable {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
             "\(path) is locked by another process; stop it or pass another --db"
         case .SQLITE_CANTOPEN:
-            "cannot open \(path): check that the directory exists and is writable"
+            "cannot open \(path): \(explainCantOpen(path: path))"
         case .SQLITE_FULL:
             "\(path): the disk is full"
         default:
             "cannot open \(path): \(error.message ?? "\(error.resultCode)")"
         }
+    }
+
+    /// Why SQLite could not open or create the file (or its -wal and -shm beside it), as far as the file
+    /// system tells: a read-only mount, a missing directory, or one this user cannot write to.
+    static func explainCantOpen(path: String) -> String {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var stats = statvfs()
+        if statvfs(directory, &stats) == 0, stats.f_flag & UInt(ST_RDONLY) != 0 {
+            return "the file system at \(directory) is mounted read-only; sessiond needs to write the file and its -wal and -shm files"
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "\(directory) does not exist or is not a directory, and could not be created"
+        }
+        if access(directory, W_OK) != 0 {
+            return "\(directory) is not writable by this user; sessiond needs to create the -wal and -shm files beside the database"
+        }
+        return "check that the directory exists and is writable"
     }
 
     /// Runs a read on one of the pool's readers, off the caller's thread.

@@ -361,10 +361,6 @@ def test_read_only_file_system(tmpfs, tmp_path):
     assert_said(failure, "read-only")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (message): on a read-only file system without -wal/-shm files SQLite answers CANTOPEN "
-    "and sessiond says 'cannot open …: check that the directory exists and is writable', never "
-    "'read-only' (it does not look at EROFS / statvfs ST_RDONLY)"))
 def test_read_only_file_system_without_wal_files(tmpfs, tmp_path):
     failure = _read_only_file_system(tmpfs, tmp_path, keep_wal_files=False)
     assert_said(failure, "read-only")
