@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import NIOFoundationCompat
 import SessionProtocol
 import SessionStore
@@ -46,7 +47,9 @@ public struct Router: Sendable {
             failures: Counter(label: "sessiond_request_errors_total", dimensions: dimensions),
             latency: Metrics.Timer(label: "sessiond_request_duration_seconds", dimensions: dimensions),
             run: { request, context in
-                let params = try request.decodeParams(M.Params.self, using: Wire.decoder)
+                let params = try await Router.decode(large: request.params.map(Router.isLarge) ?? false) {
+                    try request.decodeParams(M.Params.self, using: Wire.decoder)
+                }
                 var context = context
                 if let sessionId = (params as? any SessionReferencing)?.referencedSessionId {
                     context.logger[metadataKey: "session.id"] = "\(sessionId)"
@@ -64,9 +67,11 @@ public struct Router: Sendable {
     func respond(to frame: ByteBuffer, connection: Connection, logger: Logger) async -> ByteBuffer? {
         let request: RPCRequestEnvelope
         do {
-            request = try RPCRequestEnvelope(parsing: frame)
+            request = try await Self.decode(large: Self.isLarge(frame)) { try RPCRequestEnvelope(parsing: frame) }
+        } catch let refusal as RPCRequestEnvelope.Refusal {
+            return Self.failure(id: nil, refusal.sessionError)
         } catch {
-            return Self.failure(id: nil, error.sessionError)
+            return Self.failure(id: nil, Self.sessionError(for: error, logger: logger))
         }
         guard !request.hasInvalidID else {
             return Self.failure(id: nil, SessionError(.invalidRequest, "id must be an integer or a string"))
@@ -106,6 +111,24 @@ public struct Router: Sendable {
             return Self.failure(id: request.id, sessionError)
         }
     }
+
+    /// Runs decoding work, on ``largeFrameDecoder`` when the frame is large.
+    ///
+    /// Decoding a frame near the 16 MiB cap takes tens of milliseconds. On one thread of its own, one
+    /// at a time, the large frames of a client (or of many) take at most one core from everyone else,
+    /// and the cooperative pool stays free for the small requests.
+    private static func decode<T: Sendable>(large: Bool, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        large ? try await largeFrameDecoder.runIfActive(body) : try body()
+    }
+
+    private static func isLarge(_ bytes: ByteBuffer) -> Bool { bytes.readableBytes >= 256 * 1024 }
+
+    /// The one thread that decodes large frames, process-wide like NIO's singletons.
+    private static let largeFrameDecoder: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
 
     /// Maps any error to what the wire may show: known errors as they are, everything else as `internal`
     /// with the detail only in the log.
