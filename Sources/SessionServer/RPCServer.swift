@@ -25,7 +25,8 @@ public final class RPCServer: Service, Sendable {
         public var maxFrameBytes = 16 * 1024 * 1024
         /// Requests run at once per connection; past it the connection is not read (back-pressure).
         public var maxInFlight = 64
-        /// Request bytes run at once per connection (one request of any allowed size always runs).
+        /// Request bytes per connection received and not yet answered, buffered or running; past it the
+        /// connection is not read until answers bring it under (one request of any allowed size is always read).
         public var maxInFlightBytes = 32 * 1024 * 1024
 
         public init() {}
@@ -88,6 +89,7 @@ public final class RPCServer: Service, Sendable {
     /// A connection as the child-channel initializer hands it over.
     private struct Accepted: Sendable {
         var connection: Connection
+        var budget: InboundBudget
         var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     }
 
@@ -102,6 +104,8 @@ public final class RPCServer: Service, Sendable {
             [configuration] channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: configuration.maxFrameBytes)
+                let budget = InboundBudget(limit: configuration.maxInFlightBytes, channel: channel)
+                try channel.pipeline.syncOperations.addHandler(InboundByteLimitHandler(budget: budget))
                 let connection = Connection(channel: channel)
                 try channel.pipeline.syncOperations.addHandler(
                     IdleTimeoutHandler(
@@ -112,7 +116,7 @@ public final class RPCServer: Service, Sendable {
                     wrappingChannelSynchronously: channel,
                     configuration: NIOAsyncChannel.Configuration(
                         backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
-                return Accepted(connection: connection, channel: asyncChannel)
+                return Accepted(connection: connection, budget: budget, channel: asyncChannel)
             }
         }
         if let tcp = configuration.tcp {
@@ -141,7 +145,9 @@ public final class RPCServer: Service, Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await accepted in inbound {
-                            group.addTask { await self.serve(accepted.channel, connection: accepted.connection) }
+                            group.addTask {
+                                await self.serve(accepted.channel, connection: accepted.connection, budget: accepted.budget)
+                            }
                         }
                     } catch {
                         self.logger.debug("listener closed", metadata: ["error": "\(error)"])
@@ -154,7 +160,9 @@ public final class RPCServer: Service, Sendable {
     }
 
     /// Serves one connection until it closes. Never throws: one connection cannot take the server down.
-    private func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, connection: Connection) async {
+    private func serve(
+        _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, connection: Connection, budget: InboundBudget
+    ) async {
         let id = ObjectIdentifier(connection)
         let admitted = state.withLock { state -> Bool in
             guard state.connections.count < configuration.maxConnections, !shuttingDown.load(ordering: .relaxed)
@@ -182,7 +190,7 @@ public final class RPCServer: Service, Sendable {
             connectionGauge.record(connectionCount)
         }
         logger.debug("connection opened")
-        let gate = InFlightGate(limit: configuration.maxInFlight, byteLimit: configuration.maxInFlightBytes)
+        let gate = InFlightGate(limit: configuration.maxInFlight)
         do {
             try await channel.executeThenClose { inbound, outbound in
                 await withDiscardingTaskGroup { group in
@@ -191,9 +199,10 @@ public final class RPCServer: Service, Sendable {
                             // A peer that went away gets no more work done for it.
                             guard channel.channel.isActive else {
                                 connection.inFlight.subtract(1, ordering: .relaxed)
+                                budget.answered(frame.readableBytes)
                                 continue
                             }
-                            await gate.enter(bytes: frame.readableBytes)
+                            await gate.enter()
                             group.addTask {
                                 if let response = await self.router.respond(
                                     to: frame, connection: connection, logger: logger)
@@ -201,7 +210,8 @@ public final class RPCServer: Service, Sendable {
                                     try? await outbound.write(response)
                                 }
                                 let remaining = connection.inFlight.subtract(1, ordering: .relaxed).newValue
-                                gate.leave(bytes: frame.readableBytes)
+                                gate.leave()
+                                budget.answered(frame.readableBytes)
                                 if remaining == 0, self.shuttingDown.load(ordering: .relaxed) {
                                     connection.close()
                                 }

@@ -42,6 +42,9 @@ struct SessiondCommand: AsyncParsableCommand {
     @Option(help: "Requests run at once per connection. [SESSIOND_MAX_IN_FLIGHT] (default: 64)")
     var maxInFlight: Int?
 
+    @Option(help: "Bytes of requests per connection received and not yet answered; past it the connection is not read. [SESSIOND_MAX_IN_FLIGHT_BYTES] (default: 33554432)")
+    var maxInFlightBytes: Int?
+
     @Option(help: "Seconds between sweeps (expiry, purge, eviction). [SESSIOND_SWEEP_INTERVAL] (default: 30)")
     var sweepInterval: Double?
 
@@ -112,6 +115,10 @@ struct SessiondCommand: AsyncParsableCommand {
         if let value = try settings.double("idleTimeout") { server.idleTimeout = .milliseconds(Int64(value * 1000)) }
         if let value = try settings.int("maxFrameBytes") { server.maxFrameBytes = value }
         if let value = try settings.int("maxInFlight") { server.maxInFlight = value }
+        if let value = try settings.int("maxInFlightBytes") {
+            guard value >= 1 else { throw ValidationError("--max-in-flight-bytes must be at least 1") }
+            server.maxInFlightBytes = value
+        }
         let sweepInterval = Duration.milliseconds(Int64((try settings.double("sweepInterval") ?? 30) * 1000))
 
         let path = try settings.string("db") ?? Self.defaultDatabasePath()
@@ -194,6 +201,7 @@ struct Settings {
         put("idleTimeout", command.idleTimeout)
         put("maxFrameBytes", command.maxFrameBytes)
         put("maxInFlight", command.maxInFlight)
+        put("maxInFlightBytes", command.maxInFlightBytes)
         put("sweepInterval", command.sweepInterval)
         put("defaultTTL", command.defaultTTL)
         put("retentionDays", command.retentionDays)
