@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import random
 import selectors
 import socket
 import struct
+import subprocess
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -38,6 +40,7 @@ from reliability import (
     reason,
     report,
     request,
+    sessiond_bin,
 )
 
 from sessiond_client import Client  # noqa: E402
@@ -348,6 +351,32 @@ def test_pipelining_huge_frames_without_reading(server_factory, tmp_path):
         assert_serving(server)
     finally:
         server.kill()  # do not wait for it to digest the backlog
+
+
+def test_max_in_flight_bytes_is_checked_and_applied(server_factory, tmp_path):
+    """--max-in-flight-bytes (and its environment variable) refuses what is not a whole number >= 1, and a
+    cap of 1 still serves a pipeline: each frame is read alone, and reading resumes after its answer."""
+    for args, env, said in ((["--max-in-flight-bytes", "0"], {}, "at least 1"),
+                            ([], {"SESSIOND_MAX_IN_FLIGHT_BYTES": "lots"}, "whole number")):
+        done = subprocess.run([sessiond_bin(), "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.sqlite"), *args],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and said in done.stderr, (args, env, done.stderr)
+    server = server_factory("--max-in-flight-bytes", "1")
+    conn = RawConn(server.addr)
+    try:
+        # 800 KB in two bursts: more than one socket read, so reading has to stop and resume.
+        frames = [frame(request(i, "health", {"pad": "p" * 4000})) for i in range(1, 201)]
+        conn.send(b"".join(frames[:100]))
+        time.sleep(0.2)
+        conn.send(b"".join(frames[100:]))
+        answers = []
+        for _ in range(200):
+            answer = conn.recv_frame(10)
+            assert answer is not None, f"the pipeline stalled after {len(answers)} answers"
+            answers.append(answer)
+        assert sorted(a["id"] for a in answers if "result" in a) == list(range(1, 201))
+    finally:
+        conn.close()
 
 
 def test_idle_timeout_never_drops_a_pending_request(server_factory):
