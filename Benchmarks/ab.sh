@@ -13,6 +13,7 @@ a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-3}
 sessions=${SESSIONS:-100000}
 bench="$(cd "$(dirname "$0")/.." && pwd)/.build/release/sessiond-bench"
 work=$(mktemp -d)
+. "$(dirname "$0")/start_sessiond.sh"
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 if [ -n "${SEED:-}" ]; then
   seed=$(realpath "$SEED")
@@ -26,10 +27,7 @@ for round in $(seq "$rounds"); do
     rm -f "$work"/db.sqlite*
     cp "$seed" "$work/db.sqlite"
     # shellcheck disable=SC2086
-    "$binary" --listen 127.0.0.1:0 --log-level error --db "$work/db.sqlite" ${EXTRA:-} >"$work/out" 2>/dev/null &
-    server=$!
-    for _ in $(seq 100); do grep -q LISTENING "$work/out" 2>/dev/null && break; sleep 0.1; done
-    addr=$(awk '/LISTENING tcp/ {print $3; exit}' "$work/out")
+    start_sessiond "$binary" "$work/db.sqlite" ${EXTRA:-}
     "$bench" run --addr "$addr" --workload turn --connections 64 --duration 10 --keys "$sessions" >"$work/point" &
     load=$!
     sleep 2

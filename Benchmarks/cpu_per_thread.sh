@@ -8,12 +8,10 @@ connections=${1:-64}
 driver=${2:-wire}
 bin="$(cd "$(dirname "$0")/.." && pwd)/.build/release"
 work=$(mktemp -d)
+. "$(dirname "$0")/start_sessiond.sh"
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin/sessiond-bench" prefill --db "$work/db.sqlite" --sessions 100000 >/dev/null
-"$bin/sessiond" --listen 127.0.0.1:0 --log-level error --db "$work/db.sqlite" >"$work/out" 2>/dev/null &
-server=$!
-for _ in $(seq 100); do grep -q LISTENING "$work/out" 2>/dev/null && break; sleep 0.1; done
-addr=$(awk '/LISTENING tcp/ {print $3; exit}' "$work/out")
+start_sessiond "$bin/sessiond" "$work/db.sqlite"
 "$bin/sessiond-bench" run --addr "$addr" --workload turn --connections "$connections" --duration 10 \
   --keys 100000 --driver "$driver" >"$work/point" &
 bench=$!
