@@ -54,6 +54,7 @@ let package = Package(
             resources: [
                 .embedInCode("../../schema/0001_initial.sql"),
                 .embedInCode("../../schema/0002_turn_indexes.sql"),
+                .embedInCode("../../schema/0003_plain_checks.sql"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,6 +8,7 @@ enum Schema {
     static let files: [(name: String, sql: [UInt8])] = [
         ("0001_initial", PackageResources._001_initial_sql),
         ("0002_turn_indexes", PackageResources._002_turn_indexes_sql),
+        ("0003_plain_checks", PackageResources._003_plain_checks_sql),
     ]
 
     /// The names of the migrations this binary knows, in order.

@@ -84,6 +84,70 @@ import Testing
         #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_000)
     }
 
+    /// Migration 0003 rewrites the `IN (…)` CHECK constraints as comparisons in place: a database of
+    /// version 2 keeps its rows, every constraint still refuses what it refused, and no statement of a
+    /// turn builds a temporary table for one any more.
+    @Test func checkConstraintsKeepTheirMeaningWithoutTemporaryTables() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("registry.sqlite").path
+        let version2 = try DatabaseQueue(path: path)
+        var migrator = DatabaseMigrator()
+        for name in ["0001_initial", "0002_turn_indexes"] {
+            let sql = try #require(SessionDatabase.embeddedSchema[name])
+            migrator.registerMigration(name) { db in try db.execute(sql: sql) }
+        }
+        try migrator.migrate(version2)
+        try await version2.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO session(id, tenant, key, tool, status, createdAt, lastUsedAt, expiresAt, ttlSeconds)
+                    VALUES ('old', 'local', 'k', 'claude', 'closed', 1, 1, 2, 86400);
+                    INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES (1, 1, 'c', 'forked', 1);
+                    INSERT INTO message(sessionPk, seq, role, content, at) VALUES (1, 1, 'tool', 'kept', 1);
+                    """)
+        }
+
+        let store = try SessionDatabase.open(path: path)
+        #expect(store.schemaVersion == "0003_plain_checks")
+        #expect(try await store.readValue(sql: "PRAGMA integrity_check") == "ok")
+        #expect(try await store.get(.init(key: "k"), caller: alice).messageCount == 0)
+        #expect(try await store.history(.init(sessionId: "old"), caller: alice).map(\.reason) == [.forked])
+        // The connection opened before the migration reloads the new definitions too.
+        let schema = try await version2.read { db in
+            try String.fetchAll(db, sql: "SELECT sql FROM sqlite_schema WHERE name IN ('session', 'chainLink', 'message')")
+        }
+        #expect(schema.count == 3 && schema.allSatisfy { !$0.contains(" IN (") })
+
+        let statements = [
+            "UPDATE session SET status = 'active', cliSessionId = 'x' WHERE pk = 1",
+            "INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES (1, 2, 'x', 'created', 1)",
+            "INSERT INTO message(sessionPk, seq, role, content, at) VALUES (1, 2, 'user', 'x', 1)",
+        ]
+        try await version2.write { db in
+            for sql in statements {
+                let opcodes = try Row.fetchAll(db, sql: "EXPLAIN " + sql).map { $0["opcode"] as String }
+                #expect(opcodes.contains("Halt") && !opcodes.contains("OpenEphemeral"), "\(sql)")
+            }
+            let allowed: [(String, [String])] = [
+                ("UPDATE session SET status = ? WHERE pk = 1", SessionStatus.allCases.map(\.rawValue)),
+                ("INSERT OR REPLACE INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES (1, 9, 'x', ?, 1)",
+                 ChainReason.allCases.map(\.rawValue)),
+                ("INSERT OR REPLACE INTO message(sessionPk, seq, role, content, at) VALUES (1, 9, ?, 'x', 1)",
+                 MessageRole.allCases.map(\.rawValue)),
+            ]
+            for (sql, values) in allowed {
+                for value in values { try db.execute(sql: sql, arguments: [value]) }
+                for refused in ["bogus", "Active", "user ", ""] {
+                    #expect(throws: DatabaseError.self, "\(sql) with \(refused)") {
+                        try db.execute(sql: sql, arguments: [refused])
+                    }
+                }
+            }
+        }
+        try await version2.close()
+    }
+
     @Test func aDatabaseWithANewerSchemaIsRefused() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
