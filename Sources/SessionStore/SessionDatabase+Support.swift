@@ -99,19 +99,25 @@ extension SessionDatabase {
     /// The name lease waiters of a tenant's key wait on.
     static func waitName(tenant: String, key: String) -> String { tenant + "\u{0}" + key }
 
-    /// A random token of `bytes` bytes (128 bits by default), in lowercase hex.
+    /// A random token of `bytes` bytes (128 bits by default), in lowercase hex. Eight bytes per draw from
+    /// the system generator: each draw is a `getrandom` call.
     static func randomToken(bytes: Int = 16) -> String {
         var generator = SystemRandomNumberGenerator()
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(bytes * 2)
-        for _ in 0..<bytes {
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
+        return String(unsafeUninitializedCapacity: bytes * 2) { text in
+            var written = 0
+            var word: UInt64 = 0
+            for index in 0..<bytes {
+                if index % 8 == 0 { word = generator.next() }
+                let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
+                text[written] = hexDigit(byte >> 4)
+                text[written + 1] = hexDigit(byte & 0x0f)
+                written += 2
+            }
+            return written
         }
-        return String(decoding: text, as: UTF8.self)
     }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? 0x30 + value : 0x57 + value }
 }
 
 extension Database {
