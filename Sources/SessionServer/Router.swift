@@ -10,10 +10,23 @@ import SessionStore
 /// What a handler knows about the request it serves.
 public struct RequestContext: Sendable {
     public var connection: Connection
+    /// The connection's logger. A line about this request adds ``metadata``; the router does not set it on
+    /// the logger itself, because a log handler may format its metadata each time it is set.
     public var logger: Logger
+    public var method: String
+    public var id: RPCID?
+    /// The session the params name, once they are decoded.
+    public var sessionId: String?
 
     /// The tenant and actor every store call is scoped to.
     public var caller: Caller { connection.caller }
+
+    /// `rpc.method`, `rpc.id` and `session.id`, for a line about this request.
+    public var metadata: Logger.Metadata {
+        var metadata: Logger.Metadata = ["rpc.method": "\(method)", "rpc.id": "\(id?.description ?? "null")"]
+        if let sessionId { metadata["session.id"] = "\(sessionId)" }
+        return metadata
+    }
 }
 
 /// The one dispatch path: every method is registered with its types, and decoding, access checks,
@@ -24,7 +37,7 @@ public struct Router: Sendable {
         var requests: Counter
         var failures: Counter
         var latency: Metrics.Timer
-        var run: @Sendable (RPCRequestEnvelope, RequestContext) async throws -> ByteBuffer
+        var run: @Sendable (RPCRequestEnvelope, inout RequestContext) async throws -> ByteBuffer
     }
 
     private var entries: [String: Entry] = [:]
@@ -50,10 +63,7 @@ public struct Router: Sendable {
                 let params = try await Router.decode(large: request.params.map(Router.isLarge) ?? false) {
                     try request.decodeParams(M.Params.self, using: Wire.decoder)
                 }
-                var context = context
-                if let sessionId = (params as? any SessionReferencing)?.referencedSessionId {
-                    context.logger[metadataKey: "session.id"] = "\(sessionId)"
-                }
+                context.sessionId = (params as? any SessionReferencing)?.referencedSessionId
                 let result = try await handler(params, context)
                 if let result = result as? any WireWritable {
                     return WireWriter.success(id: request.id, result: result, allocator: Wire.allocator)
@@ -86,9 +96,7 @@ public struct Router: Sendable {
         // dropped unanswered.
         guard request.id != nil else { return nil }
 
-        var logger = logger
-        logger[metadataKey: "rpc.method"] = "\(method)"
-        logger[metadataKey: "rpc.id"] = "\(request.id?.description ?? "null")"
+        var context = RequestContext(connection: connection, logger: logger, method: method, id: request.id)
         guard let entry = entries[method] else {
             return Self.failure(id: request.id, SessionError(.methodNotFound, "unknown method \(method.prefix(100))"))
         }
@@ -101,12 +109,12 @@ public struct Router: Sendable {
         do {
             if isShuttingDown() { throw SessionError(.shuttingDown, "the server is shutting down; retry later") }
             try authenticator.authorize(connection, access: entry.access)
-            let response = try await entry.run(request, RequestContext(connection: connection, logger: logger))
-            logger.debug("request served")
+            let response = try await entry.run(request, &context)
+            logger.debug("request served", metadata: context.metadata)
             return response
         } catch {
             entry.failures.increment()
-            let sessionError = Self.sessionError(for: error, logger: logger)
+            let sessionError = Self.sessionError(for: error, logger: logger, metadata: context.metadata)
             Counter(label: "sessiond_errors_total", dimensions: [("reason", sessionError.code.rawValue)]).increment()
             return Self.failure(id: request.id, sessionError)
         }
@@ -132,12 +140,14 @@ public struct Router: Sendable {
 
     /// Maps any error to what the wire may show: known errors as they are, everything else as `internal`
     /// with the detail only in the log.
-    static func sessionError(for error: any Error, logger: Logger) -> SessionError {
+    static func sessionError(for error: any Error, logger: Logger, metadata: Logger.Metadata = [:]) -> SessionError {
         if let error = error as? SessionError {
-            if error.code == .internal { logger.error("request failed", metadata: ["error": "\(error)"]) }
+            if error.code == .internal {
+                logger.error("request failed", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            }
             return error
         }
-        logger.error("request failed unexpectedly", metadata: ["error": "\(error)"])
+        logger.error("request failed unexpectedly", metadata: metadata.merging(["error": "\(error)"]) { $1 })
         return SessionError(.internal, "internal error; the server log has the details")
     }
 
