@@ -11,7 +11,7 @@ extension SessionDatabase {
             if let lease = params.lease { try self.checkLease(row, lease, now: now) }
             try self.insertMessages(db, sessionPk: row.pk, after: row.messageCount, params.messages, now: now)
             try db.cachedStatement(sql: "UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
-                .execute(arguments: [params.messages.count, row.pk])
+                .run(params.messages.count, row.pk)
             return MessagesAppend.Result(firstSeq: row.messageCount + 1, lastSeq: row.messageCount + params.messages.count)
         }
     }
@@ -24,23 +24,22 @@ extension SessionDatabase {
         let limit = params.limit ?? 100
         return try await readSession(params.sessionId, caller: caller, action: MessagesList.name) { db, row in
             let columns = "seq, role, content, inputTokens, outputTokens, at"
-            func decode(_ row: Row) -> Message {
-                Message(
-                    seq: row[0], role: MessageRole(rawValue: row[1]) ?? .user, content: row[2], inputTokens: row[3],
-                    outputTokens: row[4], at: Date(ms: row[5]))
+            func message(_ statement: SQLiteStatement) -> Message {
+                func column<Value: SQLColumn>(_ index: CInt) -> Value? { sqlColumn(statement, index) }
+                return Message(
+                    seq: column(0) ?? 0, role: (column(1) as String?).flatMap(MessageRole.init(rawValue:)) ?? .user,
+                    content: column(2) ?? "", inputTokens: column(3), outputTokens: column(4), at: Date(ms: column(5) ?? 0))
             }
             if let tail = params.tail {
-                let rows = try Row.fetchAll(
-                    db.cachedStatement(
-                        sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"),
-                    arguments: [row.pk, tail])
-                return MessagesList.Result(messages: rows.reversed().map(decode), nextAfterSeq: nil)
+                let messages = try db.cachedStatement(
+                    sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"
+                ).all(row.pk, tail, read: message)
+                return MessagesList.Result(messages: messages.reversed(), nextAfterSeq: nil)
             }
-            let rows = try Row.fetchAll(
-                db.cachedStatement(
-                    sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"),
-                arguments: [row.pk, params.afterSeq ?? 0, limit + 1])
-            let page = rows.prefix(limit).map(decode)
+            let rows = try db.cachedStatement(
+                sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"
+            ).all(row.pk, params.afterSeq ?? 0, limit + 1, read: message)
+            let page = Array(rows.prefix(limit))
             return MessagesList.Result(messages: page, nextAfterSeq: rows.count > limit ? page.last?.seq : nil)
         }
     }

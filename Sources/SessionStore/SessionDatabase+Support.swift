@@ -62,9 +62,7 @@ extension SessionDatabase {
                 INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """
-        ).execute(arguments: [
-            at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail),
-        ])
+        ).run(at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail))
     }
 
     func audit(
@@ -90,10 +88,9 @@ extension SessionDatabase {
                     resumeFailures = resumeFailures + excluded.resumeFailures,
                     freshStarts = freshStarts + excluded.freshStarts
                 """
-        ).execute(arguments: [
+        ).run(
             tenant, delta.turns, delta.turnErrors, delta.resumeAttempts, delta.resumeSuccesses, delta.resumeFailures,
-            delta.freshStarts,
-        ])
+            delta.freshStarts)
     }
 
     /// The name lease waiters of a tenant's key wait on.

@@ -81,10 +81,9 @@ extension SessionDatabase {
                                         metadata, labels)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
-            ).execute(arguments: [
+            ).run(
                 UUID().uuidString.lowercased(), caller.tenant, params.key, params.tool ?? "claude", params.cwd, now,
-                now, now + ttlMs, ttlMs / 1000, metadata ?? "{}", params.labels.map(JSONText.encode) ?? "[]",
-            ])
+                now, now + ttlMs, ttlMs / 1000, metadata ?? "{}", params.labels.map(JSONText.encode) ?? "[]")
             row = try db.sessionRow(pk: db.lastInsertedRowID)!
             try audit(db, row, caller: caller, action: "session.create", at: now)
             created = true
@@ -137,10 +136,9 @@ extension SessionDatabase {
                     cwd = COALESCE(?, cwd)
                 WHERE pk = ?
                 """
-        ).execute(arguments: [
+        ).run(
             status.rawValue, head, pendingFresh?.rawValue, mode.rawValue, lease.token, lease.holder, lease.fence,
-            now + leaseMs, now, now + ttl, params.cwd, row.pk,
-        ])
+            now + leaseMs, now, now + ttl, params.cwd, row.pk)
 
         var grantDetail: [String: JSONValue] = [
             "fence": .number(Double(lease.fence)), "holder": .string(lease.holder),
@@ -155,9 +153,8 @@ extension SessionDatabase {
 
         var transcript: TranscriptState?
         if let id = decision.cliSessionId,
-            let size = try Int.fetchOne(
-                db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
-                arguments: [row.pk, id]), size > 0
+            let size = try db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?")
+                .first(row.pk, id, read: { Int($0, column: 0) }), size > 0
         {
             transcript = TranscriptState(cliSessionId: id, size: size)
         }
@@ -269,7 +266,7 @@ extension SessionDatabase {
                             INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at)
                             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chainLink WHERE sessionPk = ?), ?, ?, ?)
                             """
-                    ).execute(arguments: [row.pk, row.pk, reported, chainReason.rawValue, now])
+                    ).run(row.pk, row.pk, reported, chainReason.rawValue, now)
                     head = reported
                     chainExtended = true
                 }
@@ -316,7 +313,7 @@ extension SessionDatabase {
                         INSERT INTO tenantFailureReason(tenant, reason, count) VALUES (?, ?, 1)
                         ON CONFLICT(tenant, reason) DO UPDATE SET count = count + 1
                         """
-                ).execute(arguments: [row.tenant, reason])
+                ).run(row.tenant, reason)
             case .error:
                 (auditAction, auditOutcome) = ("turn.complete", "failed")
                 auditDetail = ["reason": .string(params.reason ?? "unknown")]
@@ -346,12 +343,11 @@ extension SessionDatabase {
                         leaseExpiresAt = CASE WHEN ? THEN ? END
                     WHERE pk = ?
                     """
-            ).execute(arguments: [
+            ).run(
                 status.rawValue, head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
                 lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost, messageCount,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
-                row.pk,
-            ])
+                row.pk)
             // The row as just written, without reading it back.
             var updated = row
             (updated.status, updated.cliSessionId, updated.turnMode) = (status, head, keep ? mode : nil)
@@ -417,7 +413,7 @@ extension SessionDatabase {
         return try await writeSession(params.sessionId, caller: caller, action: SessionRenew.name) { db, row, now in
             try self.checkLease(row, params.lease, now: now)
             try db.cachedStatement(sql: "UPDATE session SET leaseExpiresAt = ?, lastUsedAt = ? WHERE pk = ?")
-                .execute(arguments: [now + leaseMs, now, row.pk])
+                .run(now + leaseMs, now, row.pk)
             return SessionRenew.Result(
                 lease: Lease(
                     token: params.lease.token, fence: row.leaseFence, holder: row.leaseHolder ?? caller.actor,
@@ -439,7 +435,7 @@ extension SessionDatabase {
             }
             try db.cachedStatement(
                 sql: "UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?"
-            ).execute(arguments: [row.pk])
+            ).run(row.pk)
             try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
             return (true, name)
         }
@@ -455,10 +451,9 @@ extension SessionDatabase {
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
         for (offset, message) in messages.enumerated() {
-            try insert.execute(arguments: [
+            try insert.run(
                 sessionPk, last + offset + 1, message.role.rawValue, message.content, message.inputTokens,
-                message.outputTokens, now,
-            ])
+                message.outputTokens, now)
         }
     }
 }

@@ -46,13 +46,11 @@ struct SessionRow: Sendable {
     var leaseFence: Int64
     var leaseExpiresAt: Int64?
 
-    /// The row the statement is on, read column by column in the order of ``columns``; `pk` is column 0.
+    /// The row the statement is on, read column by column in the order of ``columns``.
     /// A NULL in a NOT NULL column (which the schema rules out) reads as the column's default.
-    init(pk: Int64, statement: SQLiteStatement) {
-        func column<Value: StatementColumnConvertible>(_ index: CInt) -> Value? {
-            Value.fromStatement(statement, atUncheckedIndex: index)
-        }
-        self.pk = pk
+    init(_ statement: SQLiteStatement) {
+        func column<Value: SQLColumn>(_ index: CInt) -> Value? { sqlColumn(statement, index) }
+        pk = column(0) ?? 0
         id = column(1) ?? ""
         tenant = column(2) ?? ""
         key = column(3) ?? ""
@@ -167,28 +165,27 @@ enum JSONText {
 extension Database {
     /// The session row with this public id in any tenant.
     func sessionRow(id: String) throws -> SessionRow? {
-        try sessionRows(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?"), [id]).first
+        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?").first(id, read: SessionRow.init)
     }
 
     /// The session row for a tenant's key.
     func sessionRow(tenant: String, key: String) throws -> SessionRow? {
-        try sessionRows(
-            cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?"), [tenant, key]
-        ).first
+        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?")
+            .first(tenant, key, read: SessionRow.init)
     }
 
     func sessionRow(pk: Int64) throws -> SessionRow? {
-        try sessionRows(cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?"), [pk]).first
+        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?").first(pk, read: SessionRow.init)
     }
 
     /// The session rows of a `SELECT \(SessionRow.columns) …` statement. A one-column cursor steps the
     /// statement and the other columns are read from it directly: a `Row` cursor would build a dictionary of
     /// the 34 column names for every query, and these lookups run inside every turn's write.
     func sessionRows(_ statement: Statement, _ arguments: StatementArguments) throws -> [SessionRow] {
-        let pks = try Int64.fetchCursor(statement, arguments: arguments)
+        let cursor = try Int64.fetchCursor(statement, arguments: arguments)
         var rows: [SessionRow] = []
-        while let pk = try pks.next() {
-            rows.append(SessionRow(pk: pk, statement: statement.sqliteStatement))
+        while try cursor.next() != nil {
+            rows.append(SessionRow(statement.sqliteStatement))
         }
         return rows
     }

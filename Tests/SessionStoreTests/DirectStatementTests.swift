@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import SessionStore
+
+@Suite struct DirectStatementTests {
+    private func makeQueue() throws -> DatabaseQueue {
+        let queue = try DatabaseQueue()
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, score REAL, flag INTEGER, note TEXT)")
+        }
+        return queue
+    }
+
+    @Test func valuesOfEveryKindBindAndReadBack() throws {
+        let queue = try makeQueue()
+        try queue.write { db in
+            let insert = try db.cachedStatement(sql: "INSERT INTO t(id, name, score, flag, note) VALUES (?, ?, ?, ?, ?)")
+            try insert.run(Int64(1), "ünï\u{0}code", 2.5, true, String?.none)
+            try insert.run(2, "b", Double?.none, false, "n")
+            let select = try db.cachedStatement(sql: "SELECT name, score, flag, note FROM t WHERE id = ?")
+            let first = try select.first(Int64(1)) { statement in
+                (sqlColumn(statement, 0) as String?, sqlColumn(statement, 1) as Double?, sqlColumn(statement, 2) as Bool?,
+                 sqlColumn(statement, 3) as String?)
+            }
+            #expect(first?.0 == "ünï\u{0}code" && first?.1 == 2.5 && first?.2 == true && first?.3 == nil)
+            // The text keeps its NUL in the file, not only on the way back.
+            #expect(try Int.fetchOne(db, sql: "SELECT length(CAST(name AS BLOB)) FROM t WHERE id = 1") == "ünï\u{0}code".utf8.count)
+            #expect(try select.first(Int64(3)) { _ in 1 } == nil)
+            let names = try db.cachedStatement(sql: "SELECT name FROM t WHERE id >= ? ORDER BY id")
+                .all(1) { String($0, column: 0) }
+            #expect(names == ["ünï\u{0}code", "b"])
+            #expect(try String.fetchAll(db, sql: "SELECT name FROM t WHERE id = 2") == ["b"])
+            try insert.run(3, "", 0.0, false, "")
+            #expect(try Row.fetchOne(db, sql: "SELECT name, note FROM t WHERE id = 3") == ["name": "", "note": ""])
+            #expect(try Row.fetchOne(db, sql: "SELECT * FROM t WHERE id = 2") == ["id": 2, "name": "b", "score": nil, "flag": 0, "note": "n"])
+        }
+    }
+
+    @Test func failuresAreDatabaseErrorsAndTheStatementStaysUsable() throws {
+        let queue = try makeQueue()
+        try queue.write { db in
+            let insert = try db.cachedStatement(sql: "INSERT INTO t(name) VALUES (?)")
+            try insert.run("a")
+            #expect {
+                try insert.run("a")
+            } throws: { error in
+                (error as? DatabaseError)?.resultCode == .SQLITE_CONSTRAINT
+                    && (error as? DatabaseError)?.message?.contains("UNIQUE") == true
+                    && (error as? DatabaseError)?.sql == "INSERT INTO t(name) VALUES (?)"
+            }
+            try insert.run("b")
+            #expect {
+                try insert.run("c", "d")
+            } throws: { error in
+                (error as? DatabaseError)?.resultCode == .SQLITE_RANGE
+            }
+            #expect {
+                try insert.run()
+            } throws: { error in
+                (error as? DatabaseError)?.resultCode == .SQLITE_MISUSE
+                    && (error as? DatabaseError)?.message == "0 values for 1 parameters"
+            }
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") == 2)
+            #expect(db.isInsideTransaction)
+        }
+    }
+}
+
+@Suite struct TextIntegrityTests {
+    /// A NUL character is valid JSON text; the fields that take free text store and return it whole.
+    @Test func freeTextWithNULCharactersSurvivesATurn() async throws {
+        let store = try makeStore()
+        let content = "before\u{0}after ünïcode"
+        let acquired = try await store.acquire(.init(key: "k", cwd: "/tmp/a\u{0}b", holder: "h\u{0}1"), caller: alice)
+        #expect(acquired.session.cwd == "/tmp/a\u{0}b")
+        #expect(acquired.lease.holder == "h\u{0}1")
+        _ = try await store.complete(
+            .init(
+                sessionId: acquired.session.id, lease: acquired.lease.proof, outcome: .resumeFailed,
+                reason: "gone\u{0}away", messages: [.init(role: .user, content: content), .init(role: .assistant, content: "")]),
+            caller: alice)
+        let session = try await store.get(.init(sessionId: acquired.session.id), caller: alice)
+        #expect(session.cwd == "/tmp/a\u{0}b")
+        #expect(session.lastFailureReason == "gone\u{0}away")
+        let messages = try await store.listMessages(.init(sessionId: acquired.session.id, tail: 5), caller: alice)
+        #expect(messages.messages.map(\.content) == [content, ""])
+        let page = try await store.listMessages(.init(sessionId: acquired.session.id), caller: alice)
+        #expect(page.messages.map(\.content) == [content, ""])
+    }
+}
