@@ -196,11 +196,9 @@ extension SessionDatabase {
                     counters[name] = row[index]
                 }
             }
-            let reasons = try Row.fetchAll(
-                db.cachedStatement(
-                    sql: "SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5"),
-                arguments: [caller.tenant]
-            ).map { RegistryStats.Reason(reason: $0[0], count: $0[1]) }
+            let reasons = try db.cachedStatement(
+                sql: "SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5"
+            ).all(caller.tenant) { RegistryStats.Reason(reason: String($0, column: 0), count: Int($0, column: 1)) }
 
             // Ages by creation day; the newest day is split no finer than a day.
             let today = now / 86_400_000

@@ -84,6 +84,7 @@ import Testing
         let session = try await store.get(.init(sessionId: acquired.session.id), caller: alice)
         #expect(session.cwd == "/tmp/a\u{0}b")
         #expect(session.lastFailureReason == "gone\u{0}away")
+        #expect(try await store.stats(caller: alice).topFailureReasons.map(\.reason) == ["gone\u{0}away"])
         let messages = try await store.listMessages(.init(sessionId: acquired.session.id, tail: 5), caller: alice)
         #expect(messages.messages.map(\.content) == [content, ""])
         let page = try await store.listMessages(.init(sessionId: acquired.session.id), caller: alice)
