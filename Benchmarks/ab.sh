@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# A/B of two sessiond binaries on the turn workload, alternating on fresh copies of one database, so that
-# both see the same data and the same drift of a shared machine. Prints, per point: turns/s, p99, and the
-# CPU per turn of the writer thread and of the whole server (from /proc, over 6 s of a 10 s point).
+# A/B of two sessiond binaries on one workload, alternating on fresh copies of one database, so that both
+# see the same data and the same drift of a shared machine. Prints, per point: operations/s, p99, and the
+# CPU per operation of the writer thread and of the whole server (from /proc, over 6 s of a 10 s point).
 #
 # Usage: Benchmarks/ab.sh BINARY_A BINARY_B [ROUNDS]        (release builds; default 3 rounds)
-# Environment: SESSIONS (100000) and MESSAGES (0 per session) for the prefilled database, or SEED=FILE to
-# copy an existing one; EXTRA for more sessiond flags (say --max-sessions-per-tenant 2000000 on 1M).
-# Loopback only; stops what it starts.
+# Environment: WORKLOAD (turn, read, history or mixed; turn by default); SESSIONS (100000) and MESSAGES
+# (0 per session) for the prefilled database, or SEED=FILE to copy an existing one; EXTRA for more sessiond
+# flags (say --max-sessions-per-tenant 2000000 on 1M). Loopback only; stops what it starts.
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,8p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,9p' "$0"; exit 2; }
 a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-3}
 sessions=${SESSIONS:-100000}
 bench="$(cd "$(dirname "$0")/.." && pwd)/.build/release/sessiond-bench"
@@ -28,7 +28,7 @@ for round in $(seq "$rounds"); do
     cp "$seed" "$work/db.sqlite"
     # shellcheck disable=SC2086
     start_sessiond "$binary" "$work/db.sqlite" ${EXTRA:-}
-    "$bench" run --addr "$addr" --workload turn --connections 64 --duration 10 --keys "$sessions" >"$work/point" &
+    "$bench" run --addr "$addr" --workload "${WORKLOAD:-turn}" --connections 64 --duration 10 --keys "$sessions" >"$work/point" &
     load=$!
     sleep 2
     writer=$(grep -l sessiond-writer /proc/$server/task/*/comm | head -1 | cut -d/ -f5)
@@ -42,9 +42,9 @@ import json, sys
 round_, binary, point = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
 w0, w1, s0, s1 = map(int, sys.argv[4:])
 ops = point["ops_per_s"]
-per_turn = lambda ticks: ticks / 100 / 6 / ops * 1e6  # clock ticks are 1/100 s
-print(f"round {round_} {binary}: {ops:6.0f} turns/s  p99 {point['p99_ms']:6.1f} ms  "
-      f"writer {per_turn(w1 - w0):4.0f} µs/turn  server {per_turn(s1 - s0):4.0f} µs/turn")
+per_op = lambda ticks: ticks / 100 / 6 / ops * 1e6  # clock ticks are 1/100 s
+print(f"round {round_} {binary}: {ops:6.0f} {point['workload']}/s  p99 {point['p99_ms']:6.1f} ms  "
+      f"writer {per_op(w1 - w0):4.0f} µs/op  server {per_op(s1 - s0):4.0f} µs/op")
 PY
   done
 done
