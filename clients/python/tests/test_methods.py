@@ -207,6 +207,20 @@ def test_messages(client, key):
     client.release(sid, a["lease"])
 
 
+def test_free_text_keeps_nul_characters(client, key):
+    # A NUL is valid JSON text (\u0000); the server once stored such text cut at the NUL.
+    content = "before\x00after \u00fcn\u00efcode"
+    a = client.acquire(key, cwd="/tmp/a\x00b", holder="h\x001")
+    assert a["session"]["cwd"] == "/tmp/a\x00b" and a["lease"]["holder"] == "h\x001"
+    sid = a["session"]["id"]
+    client.complete(sid, a["lease"], "resume_failed", reason="gone\x00away",
+                    messages=[("user", content), ("assistant", "")])
+    got = client.get(sid)["session"]
+    assert got["cwd"] == "/tmp/a\x00b" and got["lastFailureReason"] == "gone\x00away"
+    assert [m["content"] for m in client.messages_list(sid)["messages"]] == [content, ""]
+    assert [m["content"] for m in client.messages_list(sid, tail=2)["messages"]] == [content, ""]
+
+
 def test_transcripts(client, key):
     a = client.acquire(key)
     sid, lease = a["session"]["id"], a["lease"]
