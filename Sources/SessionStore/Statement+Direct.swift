@@ -17,7 +17,7 @@ extension Statement {
     /// Binds `values` and runs the statement to its end.
     func run<each Value: SQLBinding>(_ values: repeat each Value) throws {
         let handle = try bind(repeat each values)
-        defer { sqlite3_reset(handle) }
+        defer { finish(handle) }
         var code = sqlite3_step(handle)
         while code == SQLITE_ROW { code = sqlite3_step(handle) }
         guard code == SQLITE_DONE else { throw failure(code) }
@@ -28,7 +28,7 @@ extension Statement {
         _ values: repeat each Value, read: (SQLiteStatement) throws -> T
     ) throws -> T? {
         let handle = try bind(repeat each values)
-        defer { sqlite3_reset(handle) }
+        defer { finish(handle) }
         switch sqlite3_step(handle) {
         case SQLITE_ROW: return try read(handle)
         case SQLITE_DONE: return nil
@@ -41,7 +41,7 @@ extension Statement {
         _ values: repeat each Value, read: (SQLiteStatement) throws -> T
     ) throws -> [T] {
         let handle = try bind(repeat each values)
-        defer { sqlite3_reset(handle) }
+        defer { finish(handle) }
         var rows: [T] = []
         while true {
             switch sqlite3_step(handle) {
@@ -59,13 +59,24 @@ extension Statement {
         for value in repeat each values {
             index += 1
             let code = value.bind(to: handle, at: index)
-            guard code == SQLITE_OK else { throw failure(code) }
+            guard code == SQLITE_OK else {
+                defer { finish(handle) }
+                throw failure(code)
+            }
         }
         let expected = sqlite3_bind_parameter_count(handle)
         guard index == expected else {
+            finish(handle)
             throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "\(index) values for \(expected) parameters", sql: sql)
         }
         return handle
+    }
+
+    /// Resets the statement and drops its values: SQLite keeps a copy of each bound text until then, and a
+    /// cached statement would otherwise hold the last message it inserted.
+    private func finish(_ handle: SQLiteStatement) {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
     }
 
     private func failure(_ code: CInt) -> DatabaseError {

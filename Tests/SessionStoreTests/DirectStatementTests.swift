@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Testing
 
 @testable import SessionStore
@@ -19,6 +20,10 @@ import Testing
             let insert = try db.cachedStatement(sql: "INSERT INTO t(id, name, score, flag, note) VALUES (?, ?, ?, ?, ?)")
             try insert.run(Int64(1), "ünï\u{0}code", 2.5, true, String?.none)
             try insert.run(2, "b", Double?.none, false, "n")
+            // The statement lets go of its values once it ran: a cached one keeps no copy of the last text.
+            let expanded = try #require(sqlite3_expanded_sql(insert.sqliteStatement))
+            defer { sqlite3_free(expanded) }
+            #expect(String(cString: expanded) == "INSERT INTO t(id, name, score, flag, note) VALUES (NULL, NULL, NULL, NULL, NULL)")
             let select = try db.cachedStatement(sql: "SELECT name, score, flag, note FROM t WHERE id = ?")
             let first = try select.first(Int64(1)) { statement in
                 (sqlColumn(statement, 0) as String?, sqlColumn(statement, 1) as Double?, sqlColumn(statement, 2) as Bool?,
