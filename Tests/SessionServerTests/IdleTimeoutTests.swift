@@ -1,0 +1,61 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SessionServer
+
+/// The idle timeout on virtual time: activity in either direction and running requests keep a connection,
+/// and silence for the whole timeout with nothing in flight closes it.
+@Suite struct IdleTimeoutTests {
+    private func makeChannel(timeout: TimeAmount) throws -> (EmbeddedChannel, Connection) {
+        let channel = EmbeddedChannel()
+        let connection = Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(IdleTimeoutHandler(timeout: timeout, connection: connection))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, connection)
+    }
+
+    /// A request in, its answer out, as the server does it.
+    private func exchange(_ channel: EmbeddedChannel, _ connection: Connection) throws {
+        try channel.writeInbound(ByteBuffer(string: "{}"))
+        _ = try channel.readInbound(as: ByteBuffer.self)
+        connection.inFlight.subtract(1, ordering: .relaxed)
+        try channel.writeOutbound(ByteBuffer(string: "{}"))
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+    }
+
+    @Test func silenceForTheWholeTimeoutCloses() throws {
+        let (channel, _) = try makeChannel(timeout: .seconds(10))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive)
+    }
+
+    @Test func exchangesKeepTheConnectionAndTheTimeoutCountsFromTheLast() throws {
+        let (channel, connection) = try makeChannel(timeout: .seconds(10))
+        for _ in 0..<20 {
+            channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+            try exchange(channel, connection)
+        }
+        #expect(channel.isActive, "120 s of exchanges 6 s apart")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive)
+    }
+
+    @Test func aRunningRequestKeepsTheConnectionAndItsAnswerRestartsTheClock() throws {
+        let (channel, connection) = try makeChannel(timeout: .seconds(10))
+        try channel.writeInbound(ByteBuffer(string: "{}"))
+        _ = try channel.readInbound(as: ByteBuffer.self)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(45))
+        #expect(channel.isActive, "a request is still running")
+        connection.inFlight.subtract(1, ordering: .relaxed)
+        try channel.writeOutbound(ByteBuffer(string: "{}"))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(12))
+        #expect(!channel.isActive)
+    }
+}
