@@ -24,12 +24,17 @@ import Testing
         _ = try channel.readOutbound(as: ByteBuffer.self)
     }
 
+    /// Open 9 s after the last activity, closed 11 s after it (the timeout is 10 s).
+    private func expectClosedAfterTheTimeout(_ channel: EmbeddedChannel, sourceLocation: SourceLocation = #_sourceLocation) {
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive, sourceLocation: sourceLocation)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive, sourceLocation: sourceLocation)
+    }
+
     @Test func silenceForTheWholeTimeoutCloses() throws {
         let (channel, _) = try makeChannel(timeout: .seconds(10))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive)
+        expectClosedAfterTheTimeout(channel)
     }
 
     @Test func exchangesKeepTheConnectionAndTheTimeoutCountsFromTheLast() throws {
@@ -39,10 +44,7 @@ import Testing
             try exchange(channel, connection)
         }
         #expect(channel.isActive, "120 s of exchanges 6 s apart")
-        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive)
+        expectClosedAfterTheTimeout(channel)
     }
 
     @Test func aRunningRequestKeepsTheConnectionAndItsAnswerRestartsTheClock() throws {
@@ -53,9 +55,6 @@ import Testing
         #expect(channel.isActive, "a request is still running")
         connection.inFlight.subtract(1, ordering: .relaxed)
         try channel.writeOutbound(ByteBuffer(string: "{}"))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(12))
-        #expect(!channel.isActive)
+        expectClosedAfterTheTimeout(channel)
     }
 }
