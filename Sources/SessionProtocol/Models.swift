@@ -284,3 +284,17 @@ public struct TokenInfo: Codable, Sendable, Equatable {
         self.revokedAt = revokedAt
     }
 }
+
+extension String {
+    /// Whether the text has a character of general category Cc: U+0000–U+001F or U+007F–U+009F, which
+    /// names on the wire (keys, tools, labels, CLI session ids, client names) refuse. Read from the UTF-8
+    /// bytes (the second range is C2 80–C2 9F), with no Unicode property lookup per scalar.
+    public var containsControlCharacter: Bool {
+        var previous: UInt8 = 0
+        for byte in utf8 {
+            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte <= 0x9F && byte >= 0x80) { return true }
+            previous = byte
+        }
+        return false
+    }
+}

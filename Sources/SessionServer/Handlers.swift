@@ -99,7 +99,7 @@ extension Router {
 enum Validate {
     static func clientName(_ name: String) throws {
         guard !name.isEmpty, name.utf8.count <= 256,
-            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            !name.containsControlCharacter
         else {
             throw SessionError.invalidParams("client.name must be 1 to 256 bytes without control characters")
         }

@@ -9,20 +9,9 @@ enum Validate {
         guard value.utf8.count <= maxBytes else {
             throw SessionError(.tooLarge, "\(field) is \(value.utf8.count) bytes; the limit is \(maxBytes)")
         }
-        guard !containsControlCharacter(value) else {
+        guard !value.containsControlCharacter else {
             throw SessionError.invalidParams("\(field) must not contain control characters")
         }
-    }
-
-    /// Whether `value` has a character of general category Cc: U+0000–U+001F or U+007F–U+009F. Read from
-    /// the UTF-8 bytes (the second range is C2 80–C2 9F), with no Unicode property lookup per scalar.
-    static func containsControlCharacter(_ value: String) -> Bool {
-        var previous: UInt8 = 0
-        for byte in value.utf8 {
-            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte <= 0x9F && byte >= 0x80) { return true }
-            previous = byte
-        }
-        return false
     }
 
     static func optionalText(_ value: String?, field: String, maxBytes: Int) throws {

@@ -3,28 +3,7 @@ import Testing
 
 @testable import SessionStore
 
-@Suite struct ValidationTests {
-    /// The byte scan agrees with Unicode's general category for every scalar, alone and after a
-    /// two-byte character (so a C2 lead byte is told apart from its neighbours).
-    @Test func controlCharactersAreFoundExactlyAsUnicodeDefinesThem() {
-        var found = 0
-        var disagreements: [String] = []
-        for value in UInt32(0)...0x10FFFF {
-            guard let scalar = Unicode.Scalar(value) else { continue }
-            let expected = scalar.properties.generalCategory == .control
-            let alone = String(Character(scalar))
-            if Validate.containsControlCharacter(alone) != expected
-                || Validate.containsControlCharacter("é\u{00A0}" + alone + "¢") != expected
-            {
-                disagreements.append("U+" + String(value, radix: 16))
-            }
-            if expected { found += 1 }
-        }
-        #expect(disagreements == [])
-        #expect(found == 65)
-        #expect(!Validate.containsControlCharacter("repo:main/ünïcode ✓"))
-    }
-
+@Suite struct TokenTests {
     @Test func tokensAreHexOfTheRequestedLengthAndEveryByteIsDrawn() {
         let tokens = (0..<2000).map { _ in SessionDatabase.randomToken() }
         #expect(Set(tokens).count == tokens.count)
