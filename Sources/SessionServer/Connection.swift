@@ -3,7 +3,7 @@ import SessionProtocol
 import SessionStore
 import Synchronization
 
-/// One client connection: who it is, and how many of its requests are running.
+/// One client connection: who it is, and how many of its requests, and of their bytes, are unanswered.
 public final class Connection: Sendable {
     struct Identity {
         var clientName: String?
@@ -17,10 +17,14 @@ public final class Connection: Sendable {
     /// The socket, or `nil` for requests dispatched in process.
     let channel: (any Channel)?
     private let identity = Mutex(Identity())
+    /// Requests received and not yet answered (``IdleTimeoutHandler`` counts them in).
     let inFlight = Atomic<Int>(0)
+    /// Their bytes (``InboundByteLimitHandler`` counts them in); `nil` for in-process dispatch.
+    let budget: InboundBudget?
 
-    init(channel: any Channel) {
+    init(channel: any Channel, budget: InboundBudget? = nil) {
         self.channel = channel
+        self.budget = budget
         if let address = channel.remoteAddress, let ip = address.ipAddress {
             peer = "\(ip):\(address.port ?? 0)"
             peerHost = ip
@@ -33,8 +37,16 @@ public final class Connection: Sendable {
     /// A connection with no socket, for in-process dispatch.
     init(peer: String) {
         channel = nil
+        budget = nil
         self.peer = peer
         peerHost = peer
+    }
+
+    /// Counts one request out, answered or dropped, with its `bytes`; returns how many are still in flight.
+    @discardableResult
+    func answered(bytes: Int) -> Int {
+        budget?.answered(bytes)
+        return inFlight.subtract(1, ordering: .relaxed).newValue
     }
 
     func close() {

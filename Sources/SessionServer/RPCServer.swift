@@ -89,7 +89,6 @@ public final class RPCServer: Service, Sendable {
     /// A connection as the child-channel initializer hands it over.
     private struct Accepted: Sendable {
         var connection: Connection
-        var budget: InboundBudget
         var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     }
 
@@ -106,7 +105,7 @@ public final class RPCServer: Service, Sendable {
                 try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: configuration.maxFrameBytes)
                 let budget = InboundBudget(limit: configuration.maxInFlightBytes, channel: channel)
                 try channel.pipeline.syncOperations.addHandler(InboundByteLimitHandler(budget: budget))
-                let connection = Connection(channel: channel)
+                let connection = Connection(channel: channel, budget: budget)
                 try channel.pipeline.syncOperations.addHandler(
                     IdleTimeoutHandler(
                         timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
@@ -116,7 +115,7 @@ public final class RPCServer: Service, Sendable {
                     wrappingChannelSynchronously: channel,
                     configuration: NIOAsyncChannel.Configuration(
                         backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
-                return Accepted(connection: connection, budget: budget, channel: asyncChannel)
+                return Accepted(connection: connection, channel: asyncChannel)
             }
         }
         if let tcp = configuration.tcp {
@@ -145,9 +144,7 @@ public final class RPCServer: Service, Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await accepted in inbound {
-                            group.addTask {
-                                await self.serve(accepted.channel, connection: accepted.connection, budget: accepted.budget)
-                            }
+                            group.addTask { await self.serve(accepted.channel, connection: accepted.connection) }
                         }
                     } catch {
                         self.logger.debug("listener closed", metadata: ["error": "\(error)"])
@@ -160,9 +157,7 @@ public final class RPCServer: Service, Sendable {
     }
 
     /// Serves one connection until it closes. Never throws: one connection cannot take the server down.
-    private func serve(
-        _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, connection: Connection, budget: InboundBudget
-    ) async {
+    private func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, connection: Connection) async {
         let id = ObjectIdentifier(connection)
         let admitted = state.withLock { state -> Bool in
             guard state.connections.count < configuration.maxConnections, !shuttingDown.load(ordering: .relaxed)
@@ -198,8 +193,7 @@ public final class RPCServer: Service, Sendable {
                         for try await frame in inbound {
                             // A peer that went away gets no more work done for it.
                             guard channel.channel.isActive else {
-                                connection.inFlight.subtract(1, ordering: .relaxed)
-                                budget.answered(frame.readableBytes)
+                                connection.answered(bytes: frame.readableBytes)
                                 continue
                             }
                             await gate.enter()
@@ -209,9 +203,8 @@ public final class RPCServer: Service, Sendable {
                                 {
                                     try? await outbound.write(response)
                                 }
-                                let remaining = connection.inFlight.subtract(1, ordering: .relaxed).newValue
                                 gate.leave()
-                                budget.answered(frame.readableBytes)
+                                let remaining = connection.answered(bytes: frame.readableBytes)
                                 if remaining == 0, self.shuttingDown.load(ordering: .relaxed) {
                                     connection.close()
                                 }
