@@ -160,6 +160,28 @@ import Testing
         }
     }
 
+    /// What a client reads when an object or array is malformed: the fault, and the byte it is at.
+    @Test func containerFaultsAreNamedWithTheirOffset() {
+        func message(_ text: String) -> String? {
+            do {
+                _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: text))
+                return nil
+            } catch {
+                guard case .notJSON(let message) = error else { return "\(error)" }
+                return message
+            }
+        }
+        #expect(message(#"{"a":1,}"#) == "a trailing comma at byte 7")
+        #expect(message(#"{"a":[1,]}"#) == "a trailing comma at byte 8")
+        #expect(message(#"{"a":1"#) == "unexpected end of input in an object at byte 6")
+        #expect(message(#"{"a":[1"#) == "unexpected end of input in an array at byte 7")
+        #expect(message(#"{"a":1 "b":2}"#) == "expected ',' or '}' in an object, found '\"' at byte 7")
+        #expect(message(#"{"a":[1 2]}"#) == "expected ',' or ']' in an array, found '2' at byte 8")
+        #expect(message(#"{"a":[],"b":{},"c":[{}, [ ]]}"#) == nil)
+        #expect(message(#"{"a":"# + String(repeating: "[", count: 512) + String(repeating: "]", count: 512) + "}")?
+            .hasPrefix("nesting deeper than 512 levels") == true)
+    }
+
     /// Random JSON that Foundation writes must pass; when one byte of it changes (to anything but a digit or
     /// an exponent, which could only push a number out of range) and the scanner still accepts it,
     /// Foundation reads it too.
