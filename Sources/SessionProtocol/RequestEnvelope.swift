@@ -238,16 +238,9 @@ struct StrictJSONScanner {
     }
 
     private mutating func object() throws(SyntaxError) {
-        try enter()
-        let topLevel = depth == 1
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return
-        }
-        while true {
+        let topLevel = depth == 0
+        if try open(closing: UInt8(ascii: "}")) { return }
+        repeat {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                 throw fail("expected a member name in quotes, found \(describeByte())")
             }
@@ -267,21 +260,7 @@ struct StrictJSONScanner {
             let token = try value()
             if path != nil { path!.removeLast() }
             if topLevel, !keyHasEscapes { note(key: key, token) }
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input in an object") }
-            switch bytes[index] {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "}") { throw fail("a trailing comma") }
-            case UInt8(ascii: "}"):
-                index += 1
-                depth -= 1
-                return
-            default:
-                throw fail("expected ',' or '}' in an object, found \(describeByte())")
-            }
-        }
+        } while try !closes(UInt8(ascii: "}"), in: "an object")
     }
 
     /// Keeps the first occurrence of each envelope member.
@@ -302,40 +281,46 @@ struct StrictJSONScanner {
     }
 
     private mutating func array() throws(SyntaxError) {
-        try enter()
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return
-        }
+        if try open(closing: UInt8(ascii: "]")) { return }
         var position = 0
-        while true {
+        repeat {
             if path != nil { path!.append("[\(position)]") }
             _ = try value()
             if path != nil { path!.removeLast() }
             position += 1
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input in an array") }
-            switch bytes[index] {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "]") { throw fail("a trailing comma") }
-            case UInt8(ascii: "]"):
-                index += 1
-                depth -= 1
-                return
-            default:
-                throw fail("expected ',' or ']' in an array, found \(describeByte())")
-            }
-        }
+        } while try !closes(UInt8(ascii: "]"), in: "an array")
     }
 
-    private mutating func enter() throws(SyntaxError) {
+    /// Steps into an object or array at its opening byte; true when `close` follows at once (empty).
+    private mutating func open(closing close: UInt8) throws(SyntaxError) -> Bool {
         depth += 1
         guard depth <= Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth) levels") }
+        index += 1
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == close else { return false }
+        index += 1
+        depth -= 1
+        return true
+    }
+
+    /// After a member or an element: true when `close` ends the container, false after a comma that
+    /// another member or element must follow.
+    private mutating func closes(_ close: UInt8, in container: StaticString) throws(SyntaxError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unexpected end of input in \(container)") }
+        switch bytes[index] {
+        case UInt8(ascii: ","):
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == close { throw fail("a trailing comma") }
+            return false
+        case close:
+            index += 1
+            depth -= 1
+            return true
+        default:
+            throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))' in \(container), found \(describeByte())")
+        }
     }
 
     /// Reads a string from its opening quote; returns whether it has escapes.
