@@ -79,4 +79,4 @@ after = list(map(int, open(f"{work}/cpu-b").read().split()[1:]))
 delta = [y - x for x, y in zip(before, after)]
 print(f"machine idle {100 * delta[3] / sum(delta):.0f} %")
 PY
-[ -f "$work/states" ] && cat "$work/states"
+if [ -f "$work/states" ]; then cat "$work/states"; fi
