@@ -189,7 +189,8 @@ def p_messages(params, required=False):
 
 
 class Store:
-    def __init__(self, path, schema_dir, synchronous):
+    def __init__(self, path, schema_dir, synchronous, max_sessions_per_tenant=MAX_SESSIONS_PER_TENANT):
+        self.max_sessions_per_tenant = max_sessions_per_tenant
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = %s" % synchronous)
@@ -363,7 +364,7 @@ class Store:
             if row is None:
                 count = db.execute(
                     "SELECT COALESCE(SUM(count), 0) FROM tenantStatus WHERE tenant = ?", (TENANT,)).fetchone()[0]
-                if count >= MAX_SESSIONS_PER_TENANT:
+                if count >= self.max_sessions_per_tenant:
                     victim = db.execute(
                         "SELECT %s FROM session WHERE tenant = ? AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?) "
                         "ORDER BY lastUsedAt LIMIT 1" % SESSION_COLUMNS, (TENANT, now)).fetchone()
@@ -372,7 +373,7 @@ class Store:
                     victim = dict(zip(COLUMN_NAMES, victim))
                     db.execute("DELETE FROM session WHERE pk = ?", (victim["pk"],))
                     self.audit(db, victim, actor, "session.evict", now,
-                               {"cause": "tenant_cap", "cap": MAX_SESSIONS_PER_TENANT})
+                               {"cause": "tenant_cap", "cap": self.max_sessions_per_tenant})
                 cur = db.execute(
                     "INSERT INTO session(id, tenant, key, tool, cwd, createdAt, lastUsedAt, expiresAt, ttlSeconds, "
                     "metadata, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -924,7 +925,7 @@ async def main_async(args):
     host = host.strip("[]")
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
         raise SystemExit("naive_server: loopback addresses only")
-    store = Store(args.db, args.schema_dir, args.synchronous)
+    store = Store(args.db, args.schema_dir, args.synchronous, args.max_sessions_per_tenant)
     if args.prepopulate:
         prepopulate(store, args.prepopulate, args.prepopulate_format)
     server = Server(store, args.max_frame_bytes)
@@ -952,6 +953,8 @@ def main():
     parser.add_argument("--schema-dir", default=DEFAULT_SCHEMA_DIR, help="sessiond's schema/ folder")
     parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL", "normal", "full"])
     parser.add_argument("--max-frame-bytes", type=int, default=MAX_FRAME_BYTES)
+    parser.add_argument("--max-sessions-per-tenant", type=int, default=MAX_SESSIONS_PER_TENANT,
+                        help="sessions before the least recently used idle one is evicted (sessiond's default)")
     parser.add_argument("--prepopulate", type=int, default=0, metavar="N",
                         help="before listening, create N sessions with one completed turn each")
     parser.add_argument("--prepopulate-format", default="bench:%d",
