@@ -4,7 +4,7 @@
 # Prefills 100,000 sessions into a temporary database, runs a 10 s point on loopback, samples the threads'
 # utime+stime over 6 s of it, and prints cores per thread and the machine's idle share. Stops what it starts.
 # WRITER_STATES=1 also samples the writer thread's state every 0.5 ms over those 6 s (running or runnable,
-# waiting for work, or blocked in the kernel, with the kernel stack it is blocked in; root reads the stack).
+# waiting for work, or blocked in the kernel, with the kernel stacks it blocks in; reading them needs root).
 # The sampler takes some CPU of its own, so compare such runs with each other only.
 set -euo pipefail
 connections=${1:-64}
@@ -38,7 +38,6 @@ end = time.monotonic() + 6
 while time.monotonic() < end:
     try:
         state = open(f"{task}/stat").read().rsplit(")", 1)[1].split()[0]
-        waits = open(f"{task}/wchan").read().strip() if state != "R" else ""
         if state == "D":
             frames = [line.split()[-1].split("+")[0] for line in open(f"{task}/stack").read().splitlines()]
             calls = [frame for frame in frames if frame.startswith("__x64_sys_")]
