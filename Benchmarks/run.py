@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sessiond against what users would run instead, side by side in one run on one machine.
 
-    python3 Benchmarks/run.py            # full run (release build; about 15 minutes)
+    python3 Benchmarks/run.py            # full run (release build; 17 minutes at --seconds 6, more at 10)
     python3 Benchmarks/run.py --quick    # smoke mode: a few seconds a point, debug build is fine
 
 Starts every system itself, on loopback only, and stops it afterwards:
@@ -137,9 +137,9 @@ def main():
 
     try:
         # sessiond and the naive server, each on a fresh database per workload, driven by the same tool.
-        # The prefilled keys fill the default cap of 100,000 sessions per tenant, and the read, history and
-        # mixed workloads create 1,000 sessions of their own first: a cap of twice the keys keeps evictions
-        # out of every point, for both servers (the naive server's eviction scans the whole table).
+        # The turn and mixed databases are prefilled with as many keys as the default cap of sessions per
+        # tenant, and the mixed workload creates 1,000 sessions of its own first: a cap of twice the keys
+        # keeps evictions out of every point, for both servers (the naive server's eviction scans the table).
         cap = ["--max-sessions-per-tenant", str(2 * keys)]
         systems = [("sessiond", [sessiond, "--listen", "127.0.0.1:0", "--log-level", "error", *cap, "--db"])]
         if "naive" not in skip:
