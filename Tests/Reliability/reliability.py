@@ -101,16 +101,18 @@ class Sessiond:
     """One sessiond process on an ephemeral loopback port, on a database that outlives restarts.
 
     ``args`` are extra flags (e.g. ``["--synchronous", "full"]``). ``preexec`` runs in the child
-    before exec (e.g. to drop privileges)."""
+    before exec (e.g. to drop privileges). ``env`` adds variables to the inherited environment."""
 
     def __init__(self, directory: Path, db: Optional[Path] = None, args: Sequence[str] = (),
-                 log_level: str = "warning", preexec=None, name: str = "sessiond"):
+                 log_level: str = "warning", preexec=None, name: str = "sessiond",
+                 env: Optional[Dict[str, str]] = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.db = Path(db) if db else self.directory / "registry.sqlite"
         self.args = list(args)
         self.log_level = log_level
         self.preexec = preexec
+        self.env = {**os.environ, **env} if env else None
         self.log_path = self.directory / f"{name}.log"
         self.process: Optional[subprocess.Popen] = None
         self.addr: Optional[str] = None
@@ -141,7 +143,7 @@ class Sessiond:
                 self.preexec()
 
         self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                        preexec_fn=preexec, close_fds=True)
+                                        preexec_fn=preexec, close_fds=True, env=self.env)
         log.close()
         self.starts += 1
         line = _readline_with_timeout(self.process, timeout)

@@ -335,6 +335,51 @@ def test_start_on_a_full_disk_is_a_clear_error(tmpfs, tmp_path):
            f"stderr={failure.stderr.strip().splitlines()[-1]!r}")
 
 
+def test_full_temporary_directory_does_not_fail_writes(tmpfs, tmp_path):
+    """SQLite puts a statement journal that outgrows 64 KiB into a temporary file (SQLITE_TMPDIR, TMPDIR,
+    else /var/tmp). sessiond keeps it in memory, so a full temporary directory cannot fail a write while
+    the database's own disk has room. Deleting a session with about 60 pages of messages journals more than
+    64 KiB in one operation; so does a batch of concurrent turns."""
+    temporary = tmpfs("tmp", "1m")
+    fill(temporary.path)
+    server = Sessiond(tmp_path / "logs", db=tmp_path / "registry.sqlite", env={"SQLITE_TMPDIR": str(temporary.path)})
+    server.start()
+    try:
+        with server.client() as client:
+            keep = client.acquire("tmpdir:keep")
+            doomed = client.acquire("tmpdir:doomed")
+            for turn in range(6):
+                for acquired in (keep, doomed):
+                    client.messages_append(acquired["session"]["id"],
+                                           [("user", f"{turn}:{i}:" + "x" * 3000) for i in range(10)])
+            assert client.delete(doomed["session"]["id"], force=True)["deleted"] is True
+            assert client.list()["sessions"][0]["key"] == "tmpdir:keep"
+            assert len(client.messages_list(keep["session"]["id"], limit=1000)["messages"]) == 60
+
+        failures: List[str] = []
+
+        def turns(index: int) -> None:
+            with server.client(timeout=30) as client:
+                for n in range(40):
+                    try:
+                        acquired = client.acquire(f"tmpdir:w{index}:{n % 5}")
+                        client.complete(acquired["session"]["id"], acquired["lease"], "ok",
+                                        cli_session_id=f"cli-{index}-{n}", messages=[("user", "y" * 2000)])
+                    except SessiondError as error:
+                        failures.append(f"{error.code}: {error}")
+
+        threads = [threading.Thread(target=turns, args=(index,)) for index in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == []
+        assert "disk is full" not in server.log_text()
+        report(f"storage: case=full-temporary-directory turns={16 * 40} failures={len(failures)}")
+    finally:
+        server.stop()
+
+
 # -- databases sessiond must refuse ---------------------------------------------------------------
 
 
