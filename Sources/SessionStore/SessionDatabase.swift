@@ -219,9 +219,14 @@ public final class SessionDatabase: Sendable {
         }
     }
 
-    /// Runs a write in the next group-commit transaction.
+    /// Runs a write in the next group-commit transaction. SQLite's errors reach the caller as what they
+    /// mean for it (`storage_full` for a full disk or the `max_page_count` cap), as for reads.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await writes.write(body)
+        do {
+            return try await writes.write(body)
+        } catch {
+            throw StoreFault.map(error)
+        }
     }
 
     /// Ends every `acquire` that waits for a lease with `shutting_down`, now and from now on.

@@ -8,7 +8,8 @@ import GRDB
 /// only after the shared transaction has committed: no write is acknowledged before it is durable.
 final class WriteQueue: Sendable {
     private struct Pending: Sendable {
-        let apply: @Sendable (Database) -> Void
+        /// Runs the operation in its savepoint; returns the error it failed with, if it failed.
+        let apply: @Sendable (Database) -> (any Error)?
         let finish: @Sendable ((any Error)?) -> Void
     }
 
@@ -60,7 +61,10 @@ final class WriteQueue: Sendable {
             let outcome = OutcomeBox<T>()
             let pending = Pending(
                 apply: { db in
-                    outcome.result = Result { try Self.inSavepoint(db) { try operation(db) } }
+                    let result = Result { try Self.inSavepoint(db) { try operation(db) } }
+                    outcome.result = result
+                    if case .failure(let error) = result { return error }
+                    return nil
                 },
                 finish: { commitError in
                     if let commitError {
@@ -119,10 +123,10 @@ final class WriteQueue: Sendable {
             do {
                 try writer!.write { db in
                     for pending in batch {
-                        pending.apply(db)
+                        let failure = pending.apply(db)
                         // SQLite rolls the whole transaction back on some errors (a full disk, for one).
-                        // Then nothing of this batch is stored, and every operation must fail.
-                        guard db.isInsideTransaction else { throw StoreFault.transactionAborted }
+                        // Then nothing of this batch is stored, and every operation fails with that cause.
+                        guard db.isInsideTransaction else { throw failure ?? StoreFault.transactionAborted }
                     }
                 }
                 checkpointer?.didCommit()
