@@ -167,8 +167,8 @@ public final class SessionDatabase: Sendable {
                 try db.execute(sql: "PRAGMA cache_size = -\(writerCacheKiB)")
                 // Every operation runs in a savepoint, which copies each page it first changes into a statement
                 // journal. SQLite keeps that journal in memory only up to 64 KiB and then spills it to a
-                // temporary file: more write calls than the WAL itself took, and pages the kernel then writes
-                // back to disk. In memory it holds one operation's pages and is emptied at each RELEASE.
+                // temporary file: more write calls than the WAL itself took, and a write that fails when the
+                // temporary directory is full. In memory it holds one operation's pages, emptied at each RELEASE.
                 try db.execute(sql: "PRAGMA temp_store = MEMORY")
             }
         }
