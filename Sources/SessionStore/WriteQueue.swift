@@ -132,7 +132,7 @@ final class WriteQueue: Sendable {
                 checkpointer?.didCommit()
                 for pending in batch { pending.finish(nil) }
             } catch {
-                let error = StoreFault.map(error)
+                // `SessionDatabase.write` maps the error to what it means for the caller.
                 for pending in batch { pending.finish(error) }
             }
         }
