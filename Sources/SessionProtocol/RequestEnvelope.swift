@@ -5,9 +5,8 @@ import NIOFoundationCompat
 /// One incoming JSON-RPC request: the whole frame checked against RFC 8259 in a single pass, which also
 /// reads the envelope members (`jsonrpc`, `method`, `id`) and finds the bytes of `params`.
 ///
-/// Foundation's decoder is lenient (it accepts trailing commas and skips members it is not asked for
-/// without checking them), so the strict pass decides what is JSON; the params are then decoded once,
-/// from their own bytes. For a member given twice, the first occurrence counts, as with the params.
+/// The strict pass decides what is JSON; the params are then decoded from their own bytes by
+/// `ParamsDecoder`. For a member given twice, the first occurrence counts, as with the params.
 public struct RPCRequestEnvelope: Sendable {
     public var jsonrpc: String?
     public var method: String?
@@ -19,6 +18,8 @@ public struct RPCRequestEnvelope: Sendable {
     public var hasInvalidID: Bool
     /// The bytes of the `params` value; `nil` when it is absent or `null`.
     public var params: ByteBuffer?
+    /// Where each value of the params lies, recorded by the strict pass.
+    var paramsTape: [StrictJSONScanner.Node] = []
 
     /// Why a frame is not a request.
     public enum Refusal: Error, Equatable {
@@ -66,25 +67,28 @@ public struct RPCRequestEnvelope: Sendable {
         hasInvalidID = hasID && id == nil && members.id?.kind != StrictJSONScanner.Kind.null
         if let token = members.params, token.kind != .null {
             params = frame.getSlice(at: frame.readerIndex + token.range.lowerBound, length: token.range.count)
+            paramsTape = members.paramsTape
         }
     }
 
     /// Decodes the params (`{}` when absent), or throws `invalid_params` with a message that names the field.
-    public func decodeParams<Params: Decodable>(_ type: Params.Type, using decoder: JSONDecoder) throws -> Params {
+    public func decodeParams<Params: Decodable>(_ type: Params.Type) throws -> Params {
         do {
-            guard let params else { return try decoder.decode(type, from: Self.emptyObject) }
-            return try decoder.decode(type, from: params)
+            guard let params else {
+                return try ParamsDecoder.decode(type, from: UnsafeRawBufferPointer(start: Self.emptyObject.utf8Start, count: 2))
+            }
+            return try params.withUnsafeReadableBytes { try ParamsDecoder.decode(type, from: $0, tape: paramsTape) }
         } catch let error as DecodingError {
-            throw SessionError.invalidParams(describe(error))
+            throw SessionError.invalidParams(Self.describe(error))
         } catch {
             throw SessionError.invalidParams("params are not valid")
         }
     }
 
-    private static let emptyObject = Data("{}".utf8)
+    private static let emptyObject: StaticString = "{}"
 
     /// A decoding error as a message that names the field.
-    private func describe(_ error: DecodingError) -> String {
+    private static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             let names = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
             return names.isEmpty ? "params" : names.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
@@ -97,33 +101,14 @@ public struct RPCRequestEnvelope: Sendable {
             return "\(path(context)) has the wrong type (expected \(Self.typeName(type)))"
         case .valueNotFound(let type, let context):
             return "\(path(context)) must not be null (expected \(Self.typeName(type)))"
-        case .dataCorrupted(let context) where context.codingPath.isEmpty && context.underlyingError == nil:
-            // The JSON is valid (the strict pass said so), so Foundation is refusing a number that does not
-            // fit its field, and it does not say which: name the numbers that could be it.
-            let suspects = params.map(Self.numbersThatMayNotFit) ?? []
-            guard !suspects.isEmpty else { return "params: \(context.debugDescription)" }
-            let named = suspects.map { "\($0.path) (\($0.literal.prefix(40)))" }.joined(separator: ", ")
-            return (suspects.count == 1 ? "\(named) does not fit its field" : "one of \(named) does not fit its field")
-                + ": integers must be whole and within 64 bits, and numbers within ±1.8e308"
+        case .dataCorrupted(let context) where context.underlyingError is ParamsDecoder.NumberDoesNotFit:
+            let literal = (context.underlyingError as! ParamsDecoder.NumberDoesNotFit).literal
+            return "\(path(context)) (\(literal.prefix(40))) does not fit its field: integers must be whole and within 64 bits, and numbers within ±1.8e308"
         case .dataCorrupted(let context):
             let detail = context.underlyingError.map { "\($0)" } ?? context.debugDescription
             return "\(path(context)): \(detail.prefix(300))"
         @unknown default:
             return "params are not valid"
-        }
-    }
-
-    /// The numbers in `params` that are not a whole number within 64 bits, or not a finite double, with
-    /// their paths (`lease.fence`, `messages[0].inputTokens`): the ones a decoder may refuse.
-    static func numbersThatMayNotFit(_ params: ByteBuffer) -> [(path: String, literal: String)] {
-        params.withUnsafeReadableBytes { bytes in
-            var scanner = StrictJSONScanner(bytes, collectingNumbers: true)
-            _ = try? scanner.document()
-            return scanner.numbers.compactMap { number in
-                let literal = String(decoding: bytes[number.range], as: UTF8.self)
-                let fits = Int64(literal) != nil || (Double(literal).map { $0.isFinite && $0 == $0.rounded() && abs($0) < 0x1p63 } ?? false)
-                return fits ? nil : (number.path.isEmpty ? "params" : number.path, literal)
-            }
         }
     }
 
@@ -140,19 +125,17 @@ public struct RPCRequestEnvelope: Sendable {
 }
 
 extension ByteBuffer {
-    /// The string a scanned JSON string token stands for: its bytes as they are, or unescaped by Foundation
-    /// when it has escapes (rare in envelopes). `nil` for an escaped lone surrogate.
+    /// The string a scanned JSON string token stands for, unescaped. `nil` for an escaped lone surrogate.
     fileprivate func jsonString(_ token: StrictJSONScanner.Token) -> String? {
-        let start = readerIndex + token.range.lowerBound
-        guard token.hasEscapes else { return getString(at: start + 1, length: token.range.count - 2) }
-        guard let quoted = getSlice(at: start, length: token.range.count) else { return nil }
-        return try? JSONDecoder().decode(String.self, from: quoted)
+        withUnsafeReadableBytes { bytes in
+            JSONText.string(UnsafeRawBufferPointer(rebasing: bytes[token.range]), hasEscapes: token.hasEscapes)
+        }
     }
 }
 
-/// A strict RFC 8259 reader over a UTF-8 buffer. It builds nothing: it checks the syntax (and the UTF-8
-/// of strings), notes where the top-level members `jsonrpc`, `method`, `id` and `params` lie, and, when
-/// asked, where every number lies and under which path.
+/// A strict RFC 8259 reader over a UTF-8 buffer. It checks the syntax (and the UTF-8 of strings), notes
+/// where the top-level members `jsonrpc`, `method`, `id` and `params` lie, and records where every value
+/// of the params lies (the tape that `ParamsDecoder` reads), or of the whole document when asked.
 struct StrictJSONScanner {
     struct SyntaxError: Error, CustomStringConvertible {
         var message: String
@@ -174,6 +157,21 @@ struct StrictJSONScanner {
         var method: Token?
         var id: Token?
         var params: Token?
+        /// The values of `params`, with ranges from the start of its value.
+        var paramsTape: [Node] = []
+    }
+
+    /// One value on the tape, which lists a document's values in order. An object's members follow it as
+    /// pairs of nodes, the name's (a string) and then the value's; an array's elements follow it.
+    struct Node {
+        var kind: Kind
+        /// Its bytes, a string's quotes included.
+        var range: Range<Int>
+        var hasEscapes: Bool
+        /// An object's members or an array's elements.
+        var count: Int
+        /// The tape index just past this value and everything inside it.
+        var end: Int
     }
 
     /// What the document is: the top-level members when it is an object.
@@ -188,13 +186,15 @@ struct StrictJSONScanner {
     private var index = 0
     private var depth = 0
     private var members = Members()
-    /// The path to the value being read, kept only while collecting numbers.
-    private var path: [String]?
-    private(set) var numbers: [(path: String, range: Range<Int>)] = []
+    /// Every value read so far, when recording.
+    private(set) var tape: [Node]?
+    /// Where the value being recorded starts: tape ranges count from here.
+    private var tapeOrigin = 0
 
-    init(_ bytes: UnsafeRawBufferPointer, collectingNumbers: Bool = false) {
+    /// `recordingTape`: record the whole document, not only the params.
+    init(_ bytes: UnsafeRawBufferPointer, recordingTape: Bool = false) {
         self.bytes = bytes
-        path = collectingNumbers ? [] : nil
+        tape = recordingTape ? [] : nil
     }
 
     /// Reads the whole buffer as one JSON value.
@@ -209,37 +209,47 @@ struct StrictJSONScanner {
     private mutating func value() throws(SyntaxError) -> Token {
         guard index < bytes.count else { throw fail("unexpected end of input") }
         let start = index
+        let slot = tape?.count
+        if slot != nil { tape!.append(Node(kind: .null, range: 0..<0, hasEscapes: false, count: 0, end: 0)) }
+        var count = 0
+        let token: Token
         switch bytes[index] {
         case UInt8(ascii: "{"):
-            try object()
-            return Token(kind: .object, range: start..<index)
+            count = try object()
+            token = Token(kind: .object, range: start..<index)
         case UInt8(ascii: "["):
-            try array()
-            return Token(kind: .array, range: start..<index)
+            count = try array()
+            token = Token(kind: .array, range: start..<index)
         case UInt8(ascii: "\""):
             let hasEscapes = try string()
-            return Token(kind: .string, range: start..<index, hasEscapes: hasEscapes)
+            token = Token(kind: .string, range: start..<index, hasEscapes: hasEscapes)
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            let kind = try number()
-            if let path { numbers.append((path.joined(), start..<index)) }
-            return Token(kind: kind, range: start..<index)
+            token = Token(kind: try number(), range: start..<index)
         case UInt8(ascii: "t"):
             try literal("true")
-            return Token(kind: .bool, range: start..<index)
+            token = Token(kind: .bool, range: start..<index)
         case UInt8(ascii: "f"):
             try literal("false")
-            return Token(kind: .bool, range: start..<index)
+            token = Token(kind: .bool, range: start..<index)
         case UInt8(ascii: "n"):
             try literal("null")
-            return Token(kind: .null, range: start..<index)
+            token = Token(kind: .null, range: start..<index)
         default:
             throw fail("unexpected \(describeByte()) where a value should start")
         }
+        if let slot {
+            tape![slot] = Node(
+                kind: token.kind, range: start - tapeOrigin..<index - tapeOrigin, hasEscapes: token.hasEscapes, count: count,
+                end: tape!.count)
+        }
+        return token
     }
 
-    private mutating func object() throws(SyntaxError) {
+    /// Reads an object from its opening brace; returns its number of members.
+    private mutating func object() throws(SyntaxError) -> Int {
         let topLevel = depth == 0
-        if try open(closing: UInt8(ascii: "}")) { return }
+        if try open(closing: UInt8(ascii: "}")) { return 0 }
+        var count = 0
         repeat {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
                 throw fail("expected a member name in quotes, found \(describeByte())")
@@ -247,28 +257,36 @@ struct StrictJSONScanner {
             let keyStart = index
             let keyHasEscapes = try string()
             let key = keyStart + 1..<index - 1
+            if let next = tape.map({ $0.count + 1 }) {
+                tape!.append(Node(kind: .string, range: keyStart - tapeOrigin..<index - tapeOrigin, hasEscapes: keyHasEscapes,
+                                  count: 0, end: next))
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
                 throw fail("expected ':' after a member name, found \(describeByte())")
             }
             index += 1
             skipWhitespace()
-            if path != nil {
-                let name = keyHasEscapes ? "(escaped name)" : String(decoding: bytes[key], as: UTF8.self)
-                path!.append(path!.isEmpty ? name : "." + name)
+            let recordsParams = topLevel && tape == nil && !keyHasEscapes && members.params == nil && member(key, is: "params")
+            if recordsParams {
+                tape = []
+                tapeOrigin = index
             }
             let token = try value()
-            if path != nil { path!.removeLast() }
+            if recordsParams {
+                members.paramsTape = tape!
+                tape = nil
+                tapeOrigin = 0
+            }
             if topLevel, !keyHasEscapes { note(key: key, token) }
+            count += 1
         } while try !closes(UInt8(ascii: "}"), in: "an object")
+        return count
     }
 
     /// Keeps the first occurrence of each envelope member.
     private mutating func note(key: Range<Int>, _ token: Token) {
-        func named(_ name: StaticString) -> Bool {
-            key.count == name.utf8CodeUnitCount
-                && memcmp(bytes.baseAddress! + key.lowerBound, name.utf8Start, key.count) == 0
-        }
+        func named(_ name: StaticString) -> Bool { member(key, is: name) }
         if named("method") {
             if members.method == nil { members.method = token }
         } else if named("id") {
@@ -280,15 +298,20 @@ struct StrictJSONScanner {
         }
     }
 
-    private mutating func array() throws(SyntaxError) {
-        if try open(closing: UInt8(ascii: "]")) { return }
-        var position = 0
+    /// Whether the member name at `key` is `name`.
+    private func member(_ key: Range<Int>, is name: StaticString) -> Bool {
+        key.count == name.utf8CodeUnitCount && memcmp(bytes.baseAddress! + key.lowerBound, name.utf8Start, key.count) == 0
+    }
+
+    /// Reads an array from its opening bracket; returns its number of elements.
+    private mutating func array() throws(SyntaxError) -> Int {
+        if try open(closing: UInt8(ascii: "]")) { return 0 }
+        var count = 0
         repeat {
-            if path != nil { path!.append("[\(position)]") }
             _ = try value()
-            if path != nil { path!.removeLast() }
-            position += 1
+            count += 1
         } while try !closes(UInt8(ascii: "]"), in: "an array")
+        return count
     }
 
     /// Steps into an object or array at its opening byte; true when `close` follows at once (empty).

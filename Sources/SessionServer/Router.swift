@@ -61,7 +61,7 @@ public struct Router: Sendable {
             latency: Metrics.Timer(label: "sessiond_request_duration_seconds", dimensions: dimensions),
             run: { request, context in
                 let params = try await Router.decode(large: request.params.map(Router.isLarge) ?? false) {
-                    try request.decodeParams(M.Params.self, using: Wire.decoder)
+                    try request.decodeParams(M.Params.self)
                 }
                 context.sessionId = (params as? any SessionReferencing)?.referencedSessionId
                 let result = try await handler(params, context)
@@ -165,6 +165,5 @@ protocol SessionReferencing {
 /// The shared JSON coders of the server.
 enum Wire {
     static let encoder = WireJSON.makeEncoder(sortedKeys: false)
-    static let decoder = WireJSON.makeDecoder()
     static let allocator = ByteBufferAllocator()
 }

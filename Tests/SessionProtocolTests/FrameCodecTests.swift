@@ -228,7 +228,7 @@ import Testing
         func message(_ params: String) -> String? {
             let frame = ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"m","params":\#(params)}"#)
             do {
-                _ = try RPCRequestEnvelope(parsing: frame).decodeParams(Params.self, using: WireJSON.makeDecoder())
+                _ = try RPCRequestEnvelope(parsing: frame).decodeParams(Params.self)
                 return nil
             } catch {
                 #expect((error as? SessionError)?.code == .invalidParams)
@@ -282,11 +282,11 @@ import Testing
 
     @Test func missingParamsDecodeAsDefaults() throws {
         let list = try RPCRequestEnvelope(parsing: ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"session.list"}"#))
-            .decodeParams(SessionList.Params.self, using: JSONDecoder())
+            .decodeParams(SessionList.Params.self)
         #expect(list.limit == nil)
         #expect(throws: SessionError.self) {
             _ = try RPCRequestEnvelope(parsing: ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"stats","params":"x"}"#))
-                .decodeParams(Empty.self, using: JSONDecoder())
+                .decodeParams(Empty.self)
         }
     }
 }
