@@ -205,20 +205,27 @@ def report(args, runs):
               f"{point['conflicts']} conflicts under valgrind)")
     print(f"{'':<78}" + "".join(f"{column:>14}" for column in columns) + ("    B / A" if len(runs) == 2 else ""))
     row("whole process", [sum(own.values()) for (own, _, _), _ in runs])
+    missing = []
     for label, *functions in PARTS:
         wanted = set(functions) | {"specialized " + function for function in functions}
-        row(label, [sum(count for name, count in inclusive.items() if readable.get(name) in wanted)
-                    for (_, inclusive, _), _ in runs])
+        counts = [sum(count for name, count in inclusive.items() if readable.get(name) in wanted)
+                  for (_, inclusive, _), _ in runs]
+        row(label, counts)
+        if not any(counts):
+            missing.append(functions[0])
     print("\nby library (own instructions)")
     libraries = collections.Counter()
     for (_, _, per_object), _ in runs:
         libraries.update(per_object)
     for library, _ in libraries.most_common(8):
         row(f"  {library}", [per_object[library] for (_, _, per_object), _ in runs])
-    print(f"\nfunctions with the most instructions of their own (in {columns[0]})")
+    if args.top:
+        print(f"\nfunctions with the most instructions of their own (in {columns[0]})")
     own_a = runs[0][0][0]
     for name, _ in own_a.most_common(args.top):
         row(f"  {readable.get(name, name)}", [own[name] for (own, _, _), _ in runs])
+    if missing:
+        sys.exit(f"no instructions under {', '.join(missing)}: renamed? Update PARTS in {__file__}")
 
 
 if __name__ == "__main__":
