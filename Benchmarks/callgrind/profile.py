@@ -7,7 +7,8 @@ Starts each release binary under `valgrind --tool=callgrind` on loopback, on a c
 database, warms it up, zeroes the counters, drives a fixed number of operations with `sessiond-bench`,
 dumps the counters and stops it. Prints, per operation, the instructions of the whole process, per
 library, for the parts named in PARTS (inclusive), and the functions with the most instructions of their
-own. With two binaries it prints them side by side, with the ratio B / A.
+own. With two binaries it prints them side by side, with the ratio B / A. For read and history,
+sessiond-bench first creates its 1,000 sessions, and those writes are counted too.
 
 Instructions are not time: a syscall, a cache miss or a lock wait costs time and few instructions, so a
 change that moves instructions still needs an `ab.sh` run to show what it does to throughput. But the

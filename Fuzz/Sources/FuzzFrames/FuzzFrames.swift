@@ -6,9 +6,8 @@ import SessionProtocol
 
 /// Every method's params type: each decoded frame is tried against all of them.
 private let paramDecoders: [@Sendable (RPCRequestEnvelope) throws -> Void] = {
-    let decoder = WireJSON.makeDecoder()
     func params<M: RPCMethod>(_: M.Type) -> @Sendable (RPCRequestEnvelope) throws -> Void {
-        { _ = try $0.decodeParams(M.Params.self, using: decoder) }
+        { _ = try $0.decodeParams(M.Params.self) }
     }
     return [
         params(Hello.self), params(Health.self), params(SessionAcquire.self), params(SessionComplete.self),
@@ -43,6 +42,8 @@ public func fuzz(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
             for decode in paramDecoders { try? decode(request) }
         }
         _ = try? decoder.decode(RPCResponseHead.self, from: frame)
+        // Any JSON through ParamsDecoder: objects, arrays, escapes and numbers of every shape.
+        _ = try? frame.withUnsafeReadableBytes { try ParamsDecoder.decode(JSONValue.self, from: $0) }
     }
     return 0
 }
