@@ -20,6 +20,9 @@ public enum ParamsDecoder {
 
     /// Decodes `type` from the JSON in `bytes`; throws `DecodingError` for any JSON that does not match it.
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        guard bytes.count <= UInt32.max else {  // the tape's offsets are 32-bit, as a frame's length is
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "JSON past 4 GiB"))
+        }
         var scanner = StrictJSONScanner(bytes, recordingTape: true)
         do {
             _ = try scanner.document()

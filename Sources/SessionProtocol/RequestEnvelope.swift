@@ -163,15 +163,32 @@ struct StrictJSONScanner {
 
     /// One value on the tape, which lists a document's values in order. An object's members follow it as
     /// pairs of nodes, the name's (a string) and then the value's; an array's elements follow it.
+    ///
+    /// 20 bytes a value, in 32-bit fields: a frame's length header caps it at 4 GiB, and a frame of tiny
+    /// values (`[0,0,0,…]`) records one node per two bytes.
     struct Node {
         var kind: Kind
-        /// Its bytes, a string's quotes included.
-        var range: Range<Int>
         var hasEscapes: Bool
+        private var lower: UInt32
+        private var upper: UInt32
+        private var members: UInt32
+        private var next: UInt32
+
+        init(kind: Kind, range: Range<Int>, hasEscapes: Bool, count: Int, end: Int) {
+            self.kind = kind
+            self.hasEscapes = hasEscapes
+            lower = UInt32(truncatingIfNeeded: range.lowerBound)
+            upper = UInt32(truncatingIfNeeded: range.upperBound)
+            members = UInt32(truncatingIfNeeded: count)
+            next = UInt32(truncatingIfNeeded: end)
+        }
+
+        /// Its bytes, a string's quotes included.
+        var range: Range<Int> { Int(lower)..<Int(upper) }
         /// An object's members or an array's elements.
-        var count: Int
+        var count: Int { Int(members) }
         /// The tape index just past this value and everything inside it.
-        var end: Int
+        var end: Int { Int(next) }
     }
 
     /// What the document is: the top-level members when it is an object.
