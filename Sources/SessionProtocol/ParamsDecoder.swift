@@ -2,9 +2,9 @@ import Foundation
 
 /// Decodes request params through `Decodable`, straight from their JSON bytes.
 ///
-/// `StrictJSONScanner` checks the bytes and records where every value lies (its tape, recorded by the
-/// envelope's pass for a request's params); the containers
-/// then find members by comparing names byte by byte and read each value from its own bytes. It throws
+/// `StrictJSONScanner` checks the bytes and records where every value lies (its tape; for a request, the
+/// envelope's pass records the params'). The containers then find members by comparing names byte by
+/// byte and read each value from its own bytes. It throws
 /// the `DecodingError`s that `JSONDecoder` throws, with the path of the value, and for a number that does
 /// not fit its field a `dataCorrupted` error whose underlying error is `NumberDoesNotFit`. The first
 /// occurrence of a member name counts, as in the envelope. As in `WireJSON.makeDecoder()`, a `Date` is
@@ -382,8 +382,6 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
 
     var isAtEnd: Bool { currentIndex >= count! }
 
-    private var path: [any CodingKey] { codingPath + [IndexKey(currentIndex)] }
-
     /// The path of the element at `index`, built only when asked for (an error, or a nested decoder).
     private func path(_ index: Int) -> () -> [any CodingKey] {
         { [codingPath] in codingPath + [IndexKey(index)] }
@@ -392,7 +390,8 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
     /// The current element's tape index, moving past it; `valueNotFound` at the end.
     private mutating func element(_ type: Any.Type) throws -> Int {
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(type, .init(codingPath: path, debugDescription: "Unkeyed container is at end."))
+            throw DecodingError.valueNotFound(
+                type, .init(codingPath: path(currentIndex)(), debugDescription: "Unkeyed container is at end."))
         }
         let node = next
         next = document.tape[node].end
@@ -402,7 +401,8 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
 
     mutating func decodeNil() throws -> Bool {
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(Any?.self, .init(codingPath: path, debugDescription: "Unkeyed container is at end."))
+            throw DecodingError.valueNotFound(
+                Any?.self, .init(codingPath: path(currentIndex)(), debugDescription: "Unkeyed container is at end."))
         }
         guard document.isNull(next) else { return false }
         _ = try element(Any?.self)

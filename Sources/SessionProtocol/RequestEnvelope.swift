@@ -75,7 +75,8 @@ public struct RPCRequestEnvelope: Sendable {
     public func decodeParams<Params: Decodable>(_ type: Params.Type) throws -> Params {
         do {
             guard let params else {
-                return try ParamsDecoder.decode(type, from: UnsafeRawBufferPointer(start: Self.emptyObject.utf8Start, count: 2))
+                let empty = UnsafeRawBufferPointer(start: Self.emptyObject.utf8Start, count: Self.emptyObject.utf8CodeUnitCount)
+                return try ParamsDecoder.decode(type, from: empty)
             }
             return try params.withUnsafeReadableBytes { try ParamsDecoder.decode(type, from: $0, tape: paramsTape) }
         } catch let error as DecodingError {
@@ -101,10 +102,11 @@ public struct RPCRequestEnvelope: Sendable {
             return "\(path(context)) has the wrong type (expected \(Self.typeName(type)))"
         case .valueNotFound(let type, let context):
             return "\(path(context)) must not be null (expected \(Self.typeName(type)))"
-        case .dataCorrupted(let context) where context.underlyingError is ParamsDecoder.NumberDoesNotFit:
-            let literal = (context.underlyingError as! ParamsDecoder.NumberDoesNotFit).literal
-            return "\(path(context)) (\(literal.prefix(40))) does not fit its field: integers must be whole and within 64 bits, and numbers within ±1.8e308"
         case .dataCorrupted(let context):
+            if let number = context.underlyingError as? ParamsDecoder.NumberDoesNotFit {
+                return "\(path(context)) (\(number.literal.prefix(40))) does not fit its field: "
+                    + "integers must be whole and within 64 bits, and numbers within ±1.8e308"
+            }
             let detail = context.underlyingError.map { "\($0)" } ?? context.debugDescription
             return "\(path(context)): \(detail.prefix(300))"
         @unknown default:
@@ -303,14 +305,13 @@ struct StrictJSONScanner {
 
     /// Keeps the first occurrence of each envelope member.
     private mutating func note(key: Range<Int>, _ token: Token) {
-        func named(_ name: StaticString) -> Bool { member(key, is: name) }
-        if named("method") {
+        if member(key, is: "method") {
             if members.method == nil { members.method = token }
-        } else if named("id") {
+        } else if member(key, is: "id") {
             if members.id == nil { members.id = token }
-        } else if named("params") {
+        } else if member(key, is: "params") {
             if members.params == nil { members.params = token }
-        } else if named("jsonrpc") {
+        } else if member(key, is: "jsonrpc") {
             if members.jsonrpc == nil { members.jsonrpc = token }
         }
     }
