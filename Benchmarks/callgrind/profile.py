@@ -189,20 +189,19 @@ def main():
 
 
 def report(args, runs):
-    per_op = [args.operations for _ in runs]
     columns = ["A", "B"][: len(runs)]
     names = sorted({name for (own, inclusive, _), _ in runs for name in inclusive})
     readable = demangle(names)
 
     def row(label, values):
-        cells = "".join(f"{value / ops:>14,.0f}" for value, ops in zip(values, per_op))
+        cells = "".join(f"{value / args.operations:>14,.0f}" for value in values)
         ratio = f"{values[1] / values[0]:>9.3f}x" if len(values) == 2 and values[0] else ""
         print(f"{label[:78]:<78}{cells}{ratio}")
 
     print(f"# instructions per {args.workload} operation: {args.operations} operations, "
           f"{args.connections} connections, {args.sessions} sessions")
-    for column, (_, point) in zip(columns, runs):
-        print(f"# {column}: {args.binaries[columns.index(column)]} ({point['errors']} errors, "
+    for column, binary, (_, point) in zip(columns, args.binaries, runs):
+        print(f"# {column}: {binary} ({point['errors']} errors, "
               f"{point['conflicts']} conflicts under valgrind)")
     print(f"{'':<78}" + "".join(f"{column:>14}" for column in columns) + ("    B / A" if len(runs) == 2 else ""))
     row("whole process", [sum(own.values()) for (own, _, _), _ in runs])
