@@ -3,7 +3,7 @@
 
     python3 Benchmarks/callgrind/profile.py BINARY [BINARY_B] [--workload turn] [--operations 3000]
 
-Starts each release binary under `valgrind --tool=callgrind` on loopback, on a copy of one prefilled
+Starts each binary (release builds; a debug build works, but counts what debug code does) under `valgrind --tool=callgrind` on loopback, on a copy of one prefilled
 database, warms it up, zeroes the counters, drives a fixed number of operations with `sessiond-bench`,
 dumps the counters and stops it. Prints, per operation, the instructions of the whole process, per
 library, for the parts named in PARTS (inclusive), and the functions with the most instructions of their
@@ -33,7 +33,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.join(HERE, "..", "..", ".build", "release", "sessiond-bench")
 
 # Parts of a request, by the functions whose inclusive count measures them (demangled, simplified; a
 # `specialized` copy counts too; later names are what earlier builds called it).
@@ -128,7 +127,7 @@ def profile(binary, seed, args, work):
 
         def drive(operations):
             result = subprocess.run(
-                [BENCH, "run", "--addr", address, "--workload", args.workload, "--connections",
+                [args.bench, "run", "--addr", address, "--workload", args.workload, "--connections",
                  str(args.connections), "--duration", "600", "--max-operations", str(operations),
                  "--keys", str(args.sessions)], capture_output=True, text=True, check=True)
             return json.loads(result.stdout)
@@ -157,21 +156,23 @@ def main():
     parser.add_argument("--sessions", type=int, default=10000, help="sessions in the prefilled database")
     parser.add_argument("--top", type=int, default=25, help="functions listed by their own instructions")
     parser.add_argument("--keep", metavar="DIR", help="keep callgrind's files here (for callgrind_annotate)")
+    parser.add_argument("--bench", help="the sessiond-bench to drive it (default: the one beside the first binary)")
     args = parser.parse_args()
     if len(args.binaries) > 2:
         parser.error("one or two binaries")
     for tool in ("valgrind", "callgrind_control", "objcopy", "gcc"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: valgrind, binutils, gcc)")
-    if not os.path.exists(BENCH):
-        sys.exit("build sessiond-bench first: swift build -c release --product sessiond-bench")
+    args.bench = args.bench or os.path.join(os.path.dirname(os.path.abspath(args.binaries[0])), "sessiond-bench")
+    if not os.path.exists(args.bench):
+        sys.exit(f"{args.bench} is missing: build it beside sessiond (swift build -c release), or pass --bench")
 
     work = tempfile.mkdtemp(prefix="sessiond-callgrind-")
     try:
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", os.path.join(HERE, "sigsuspend_shim.c"),
                         "-o", os.path.join(work, "sigsuspend_shim.so")], check=True)
         seed = os.path.join(work, "seed.sqlite")
-        subprocess.run([BENCH, "prefill", "--db", seed, "--sessions", str(args.sessions)],
+        subprocess.run([args.bench, "prefill", "--db", seed, "--sessions", str(args.sessions)],
                        capture_output=True, check=True)
         runs = []
         for index, binary in enumerate(args.binaries):
