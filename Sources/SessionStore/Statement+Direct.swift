@@ -110,8 +110,8 @@ extension String: SQLBinding, SQLColumn {
         var text = self
         return text.withUTF8 { bytes in
             // An empty buffer may have no address, and a null pointer would bind NULL instead of ''.
-            sqlite3_bind_text(statement, index, bytes.baseAddress.map(UnsafeRawPointer.init) ?? UnsafeRawPointer(""),
-                CInt(bytes.count), transient)
+            guard let start = bytes.baseAddress else { return sqlite3_bind_text(statement, index, "", 0, transient) }
+            return sqlite3_bind_text(statement, index, UnsafeRawPointer(start), CInt(bytes.count), transient)
         }
     }
 

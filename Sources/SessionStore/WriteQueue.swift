@@ -4,12 +4,16 @@ import GRDB
 /// The single writer: every write goes through here, and the writes that arrive while a transaction
 /// commits are coalesced into the next one (group commit).
 ///
-/// Each operation runs in its own savepoint, so a failing operation rolls back alone. Callers resume
-/// only after the shared transaction has committed: no write is acknowledged before it is durable.
+/// A failing operation rolls back alone. Operations first run one after another without savepoints, since
+/// nearly every failure happens before an operation has changed a row (a stale lease, a missing session),
+/// and then there is nothing to undo. When one fails after it changed rows, the batch is rolled back and
+/// run again with a savepoint around each operation. Callers resume only after the shared transaction has
+/// committed: no write is acknowledged before it is durable.
 final class WriteQueue: Sendable {
     private struct Pending: Sendable {
-        /// Runs the operation in its savepoint; returns the error it failed with, if it failed.
-        let apply: @Sendable (Database) -> (any Error)?
+        /// Runs the operation, in a savepoint of its own when asked; returns the error it failed with, if any.
+        /// It may run twice (see ``WriteQueue``): only the last run's outcome is kept.
+        let apply: @Sendable (Database, _ savepoint: Bool) -> (any Error)?
         let finish: @Sendable ((any Error)?) -> Void
     }
 
@@ -60,8 +64,8 @@ final class WriteQueue: Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let outcome = OutcomeBox<T>()
             let pending = Pending(
-                apply: { db in
-                    let result = Result { try Self.inSavepoint(db) { try operation(db) } }
+                apply: { db, savepoint in
+                    let result = Result { try savepoint ? Self.inSavepoint(db) { try operation(db) } : operation(db) }
                     outcome.result = result
                     if case .failure(let error) = result { return error }
                     return nil
@@ -98,6 +102,23 @@ final class WriteQueue: Sendable {
         }
     }
 
+    /// An operation failed after it changed rows, which only a savepoint around it could undo alone.
+    private struct FailedAfterChanges: Error {}
+
+    /// Runs a batch's operations in the open transaction. Without savepoints, an operation that fails must
+    /// not have changed anything: SQLite counts every row that a completed statement (or its triggers)
+    /// inserted, updated or deleted, and undoes a failed statement itself.
+    private static func apply(_ batch: [Pending], to db: Database, savepoints: Bool) throws {
+        for pending in batch {
+            let changesBefore = db.totalChangesCount
+            let failure = pending.apply(db, savepoints)
+            // SQLite rolls the whole transaction back on some errors (a full disk, for one). Then nothing of
+            // this batch is stored, and every operation fails with that cause.
+            guard db.isInsideTransaction else { throw failure ?? StoreFault.transactionAborted }
+            if failure != nil, !savepoints, db.totalChangesCount != changesBefore { throw FailedAfterChanges() }
+        }
+    }
+
     /// The writer thread: waits for work, then commits everything that queued up meanwhile in one transaction.
     private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int, checkpointer: Checkpointer?) {
         // Released before `exited` is signalled, so the file is closed by the time deinit returns.
@@ -121,13 +142,10 @@ final class WriteQueue: Sendable {
                 checkpointer.writerDidCheckpoint()
             }
             do {
-                try writer!.write { db in
-                    for pending in batch {
-                        let failure = pending.apply(db)
-                        // SQLite rolls the whole transaction back on some errors (a full disk, for one).
-                        // Then nothing of this batch is stored, and every operation fails with that cause.
-                        guard db.isInsideTransaction else { throw failure ?? StoreFault.transactionAborted }
-                    }
+                do {
+                    try writer!.write { db in try apply(batch, to: db, savepoints: false) }
+                } catch is FailedAfterChanges {
+                    try writer!.write { db in try apply(batch, to: db, savepoints: true) }
                 }
                 checkpointer?.didCommit()
                 for pending in batch { pending.finish(nil) }
