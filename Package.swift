@@ -42,11 +42,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// What Swift cannot call in SQLite's C API (`sqlite3_config` is variadic).
+        .target(name: "CSQLiteConfig", linkerSettings: [.linkedLibrary("sqlite3")]),
         /// The SQLite registry: schema migrations, records and the session lifecycle. No networking.
         .target(
             name: "SessionStore",
             dependencies: [
                 "SessionProtocol",
+                "CSQLiteConfig",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),

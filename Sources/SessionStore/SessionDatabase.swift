@@ -1,3 +1,4 @@
+import CSQLiteConfig
 import Foundation
 import GRDB
 import Logging
@@ -81,6 +82,7 @@ public final class SessionDatabase: Sendable {
         path: String, configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
         logger: Logger = Logger(label: "sessiond.store")
     ) throws -> SessionDatabase {
+        Self.configureSQLite
         let url = URL(fileURLWithPath: path)
         try? FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -146,10 +148,19 @@ public final class SessionDatabase: Sendable {
         configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
         logger: Logger = Logger(label: "sessiond.store")
     ) throws -> SessionDatabase {
+        Self.configureSQLite
         let queue = try DatabaseQueue(configuration: makeConfiguration(configuration))
         return try SessionDatabase(
             dbWriter: queue, path: nil, configuration: configuration, clock: clock, logger: logger)
     }
+
+    /// Process-wide SQLite settings, applied once before the first connection opens. Memory statistics go
+    /// off: SQLite took a global mutex around each of its allocations for them, about 230 a turn, and
+    /// sessiond does not read them (`sqlite3_memory_used` reads 0 from then on, in the whole process). If
+    /// the process opened SQLite before, the setting cannot apply and nothing changes.
+    private static let configureSQLite: Void = {
+        _ = sessiond_sqlite_disable_memstatus()
+    }()
 
     /// The one place that sets connection options.
     static func makeConfiguration(_ store: StoreConfiguration) -> Configuration {
@@ -165,10 +176,11 @@ public final class SessionDatabase: Sendable {
             }
             if !db.configuration.readonly {
                 try db.execute(sql: "PRAGMA cache_size = -\(writerCacheKiB)")
-                // Every operation runs in a savepoint, which copies each page it first changes into a statement
-                // journal. SQLite keeps that journal in memory only up to 64 KiB and then spills it to a
-                // temporary file: more write calls than the WAL itself took, and a write that fails when the
-                // temporary directory is full. In memory it holds one operation's pages, emptied at each RELEASE.
+                // A savepoint (a batch's fallback, see `WriteQueue`) and a statement that may fail halfway copy
+                // each page they first change into a statement journal. SQLite keeps that journal in memory only
+                // up to 64 KiB and then spills it to a temporary file: more write calls than the WAL itself took,
+                // and a write that fails when the temporary directory is full. In memory it holds one
+                // operation's pages, emptied at each RELEASE.
                 try db.execute(sql: "PRAGMA temp_store = MEMORY")
             }
         }

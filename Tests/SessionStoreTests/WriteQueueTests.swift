@@ -74,7 +74,7 @@ import Testing
             ("b", insert("b")),
         ])
         #expect(outcomes == ["a": "ok", "refused": "refused", "duplicate": "constraint", "b": "ok"])
-        let rows = try await queue.read { db in try Row.fetchAll(db, sql: "SELECT name, n FROM t ORDER BY name") }
+        let rows = try queue.read { db in try Row.fetchAll(db, sql: "SELECT name, n FROM t ORDER BY name") }
         #expect(rows == [["name": "a", "n": 1], ["name": "b", "n": 1], ["name": "seed", "n": 0]])
         // No savepoint pass was needed: every operation ran exactly once.
         #expect(runs == ["a": 1, "refused": 1, "duplicate": 1, "b": 1])
@@ -91,7 +91,7 @@ import Testing
             ("b", insert("b")),
         ])
         #expect(outcomes == ["a": "ok", "halfway": "refused", "b": "ok"])
-        let rows = try await queue.read { db in try Row.fetchAll(db, sql: "SELECT name, n FROM t ORDER BY name") }
+        let rows = try queue.read { db in try Row.fetchAll(db, sql: "SELECT name, n FROM t ORDER BY name") }
         #expect(rows == [["name": "a", "n": 1], ["name": "b", "n": 1], ["name": "seed", "n": 0]])
         // The batch ran again with savepoints (the operations queued before the failing one ran twice), and
         // only that run's writes were committed.
