@@ -6,7 +6,8 @@
 # Usage: Benchmarks/ab.sh BINARY_A BINARY_B [ROUNDS]        (release builds; default 3 rounds)
 # Environment: WORKLOAD (turn, read, history or mixed; turn by default); SESSIONS (100000) and MESSAGES
 # (0 per session) for the prefilled database, or SEED=FILE to copy an existing one; EXTRA for more sessiond
-# flags (say --max-sessions-per-tenant 2000000 on 1M). Loopback only; stops what it starts.
+# flags (say --max-sessions-per-tenant 2000000 on 1M); SEED_B=FILE runs B on a copy of that database
+# instead (to compare two layouts of the same data with one binary). Loopback only; stops what it starts.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,9p' "$0"; exit 2; }
 a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-3}
@@ -23,9 +24,10 @@ else
 fi
 ticks() { awk '{print $14 + $15}' "$1"; }
 for round in $(seq "$rounds"); do
-  for binary in "$a" "$b"; do
+  for side in a b; do
+    binary=${!side}
     rm -f "$work"/db.sqlite*
-    cp "$seed" "$work/db.sqlite"
+    if [ "$side" = b ] && [ -n "${SEED_B:-}" ]; then cp "$SEED_B" "$work/db.sqlite"; else cp "$seed" "$work/db.sqlite"; fi
     # shellcheck disable=SC2086
     start_sessiond "$binary" "$work/db.sqlite" ${EXTRA:-}
     "$bench" run --addr "$addr" --workload "${WORKLOAD:-turn}" --connections 64 --duration 10 --keys "$sessions" >"$work/point" &

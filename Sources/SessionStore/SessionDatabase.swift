@@ -247,10 +247,20 @@ public final class SessionDatabase: Sendable {
     }
 
     /// Copies the WAL into the database file and truncates the WAL (on shutdown).
+    ///
+    /// SQLite runs one checkpoint at a time and answers `SQLITE_BUSY` at once, without waiting, to a second
+    /// one. So while the background checkpointer's checkpoint runs, this one tries again, for up to the busy
+    /// timeout.
     public func checkpoint() throws {
         guard dbWriter is DatabasePool else { return }
-        try dbWriter.writeWithoutTransaction { db in
-            _ = try db.checkpoint(.truncate)
+        let deadline = ContinuousClock.now + configuration.busyTimeout
+        while true {
+            do {
+                try dbWriter.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
         }
     }
 

@@ -84,6 +84,40 @@ import Testing
         #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_000)
     }
 
+    /// The final checkpoint may meet the background checkpointer's: SQLite refuses a second checkpoint at
+    /// once with `SQLITE_BUSY`, and `checkpoint()` waits its turn instead of failing.
+    @Test func anExplicitCheckpointWaitsForTheBackgroundOne() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SessionDatabase.open(path: directory.appendingPathComponent("registry.sqlite").path)
+        let (acquired, _) = try await store.turn("k", reporting: "a")
+        let content = String(repeating: "x", count: 20_000)
+        // Writers keep the background checkpointer busy while checkpoints are asked for.
+        let failures = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    for _ in 0..<100 {
+                        _ = try await store.appendMessages(
+                            .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]),
+                            caller: alice)
+                    }
+                    return 0
+                }
+            }
+            group.addTask {
+                var failures = 0
+                for _ in 0..<200 {
+                    do { try store.checkpoint() } catch { failures += 1 }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                return failures
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(failures == 0)
+        #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 400)
+    }
+
     /// Migration 0003 rewrites the `IN (…)` CHECK constraints as comparisons in place: a database of
     /// version 2 keeps its rows, every constraint still refuses what it refused, and no statement of a
     /// turn builds a temporary table for one any more.
