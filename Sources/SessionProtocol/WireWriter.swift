@@ -12,17 +12,28 @@ public protocol WireWritable {
     func write(to writer: inout WireWriter)
 }
 
-/// Writes JSON into a byte array, then hands it over as one `ByteBuffer`: members in declaration order,
-/// `nil` members left out, dates in the wire format, and strings escaped as `JSONEncoder` escapes them
-/// (with `.withoutEscapingSlashes`). An array, because a `ByteBuffer` write of one token (a quote, a comma, a
-/// key) cost more than the token itself: it was a third of the cooperative pool's time on `session.list`.
-public struct WireWriter {
-    private var bytes: [UInt8] = []
+/// Writes JSON into memory of its own, then hands it over as one `ByteBuffer`: members in declaration
+/// order, `nil` members left out, dates in the wire format, and strings escaped as `JSONEncoder` escapes
+/// them (with `.withoutEscapingSlashes`).
+///
+/// A token (a quote, a comma, a key) costs a bounds check and a store. Into a `ByteBuffer`, each write
+/// cost more than the token itself (a third of the pool's time on `session.list`); into an `[UInt8]`, an
+/// append still cost about 90 instructions and a member name about 340 (callgrind, tenth session).
+/// Noncopyable, so the memory has one owner and is freed once.
+public struct WireWriter: ~Copyable {
+    private var start: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity: Int
     /// Whether the object being written has a member already.
     private var hasMember = false
 
     private init(capacity: Int) {
-        bytes.reserveCapacity(capacity)
+        self.capacity = capacity
+        start = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        start.deallocate()
     }
 
     /// A JSON-RPC success response with `result`.
@@ -32,31 +43,72 @@ public struct WireWriter {
             writer.member("jsonrpc", "2.0")
             writer.key("id")
             switch id {
-            case .number(let number)?: writer.raw(String(number))
+            case .number(let number)?: writer.integer(number)
             case .string(let string)?: writer.string(string)
             case nil: writer.raw("null")
             }
             writer.member("result", result)
         }
-        return allocator.buffer(bytes: writer.bytes)
+        var buffer = allocator.buffer(capacity: writer.count)
+        buffer.writeBytes(UnsafeRawBufferPointer(start: writer.start, count: writer.count))
+        return buffer
+    }
+
+    private mutating func append(_ byte: UInt8) {
+        if count == capacity { grow(by: 1) }
+        start[count] = byte
+        count += 1
+    }
+
+    private mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        if capacity - count < bytes.count { grow(by: bytes.count) }
+        (start + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    /// Makes room for `needed` more bytes, at least doubling.
+    private mutating func grow(by needed: Int) {
+        let newCapacity = max(capacity * 2, count + needed)
+        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        larger.update(from: start, count: count)
+        start.deallocate()
+        start = larger
+        capacity = newCapacity
     }
 
     private mutating func raw(_ text: StaticString) {
-        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     private mutating func raw(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
+        var text = text
+        text.withUTF8 { append($0) }
+    }
+
+    /// Decimal digits, without going through a `String`.
+    private mutating func integer(_ value: Int64) {
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var first = 20
+            repeat {
+                first -= 1
+                digits[first] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { append(UInt8(ascii: "-")) }
+            append(UnsafeBufferPointer(rebasing: digits[first...]))
+        }
     }
 
     /// Writes an object whose members `body` writes.
     public mutating func object(_ body: (inout WireWriter) -> Void) {
-        bytes.append(UInt8(ascii: "{"))
+        append(UInt8(ascii: "{"))
         let outer = hasMember
         hasMember = false
         body(&self)
         hasMember = outer
-        bytes.append(UInt8(ascii: "}"))
+        append(UInt8(ascii: "}"))
     }
 
     public mutating func member(_ name: StaticString, _ value: String?) {
@@ -68,13 +120,13 @@ public struct WireWriter {
     public mutating func member(_ name: StaticString, _ value: Int?) {
         guard let value else { return }
         key(name)
-        raw(String(value))
+        integer(Int64(value))
     }
 
     public mutating func member(_ name: StaticString, _ value: Int64?) {
         guard let value else { return }
         key(name)
-        raw(String(value))
+        integer(value)
     }
 
     public mutating func member(_ name: StaticString, _ value: Double?) {
@@ -121,27 +173,28 @@ public struct WireWriter {
     }
 
     mutating func key(_ name: StaticString) {
-        if hasMember { bytes.append(UInt8(ascii: ",")) }
+        if hasMember { append(UInt8(ascii: ",")) }
         hasMember = true
-        bytes.append(UInt8(ascii: "\""))
+        append(UInt8(ascii: "\""))
         raw(name)
-        raw("\":")
+        append(UInt8(ascii: "\""))
+        append(UInt8(ascii: ":"))
     }
 
     private mutating func array<Element>(_ values: [Element], _ write: (inout WireWriter, Element) -> Void) {
-        bytes.append(UInt8(ascii: "["))
+        append(UInt8(ascii: "["))
         for (index, element) in values.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if index > 0 { append(UInt8(ascii: ",")) }
             write(&self, element)
         }
-        bytes.append(UInt8(ascii: "]"))
+        append(UInt8(ascii: "]"))
     }
 
     /// `value` as JSON text: how metadata, labels and audit details are stored in the database.
     public static func text(_ value: JSONValue) -> String {
         var writer = WireWriter(capacity: 64)
         writer.value(value)
-        return String(decoding: writer.bytes, as: UTF8.self)
+        return String(decoding: UnsafeBufferPointer(start: writer.start, count: writer.count), as: UTF8.self)
     }
 
     /// A JSON value; object members in key order, so equal values write equal text.
@@ -155,10 +208,10 @@ public struct WireWriter {
         case .object(let members):
             object { writer in
                 for name in members.keys.sorted() {
-                    if writer.hasMember { writer.bytes.append(UInt8(ascii: ",")) }
+                    if writer.hasMember { writer.append(UInt8(ascii: ",")) }
                     writer.hasMember = true
                     writer.string(name)
-                    writer.bytes.append(UInt8(ascii: ":"))
+                    writer.append(UInt8(ascii: ":"))
                     writer.value(members[name]!)
                 }
             }
@@ -173,23 +226,22 @@ public struct WireWriter {
             raw("null")
             return
         }
-        let text = value.description
-        if text.hasSuffix(".0") {
-            bytes.append(contentsOf: text.utf8.dropLast(2))
-        } else {
-            raw(text)
-        }
+        var text = value.description
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        raw(text)
     }
 
-    /// A string with `"`, `\` and control characters escaped.
+    /// A string with `"`, `\` and control characters escaped; runs without them are copied whole.
     mutating func string(_ text: String) {
-        bytes.append(UInt8(ascii: "\""))
+        append(UInt8(ascii: "\""))
         var text = text
         text.withUTF8 { utf8 in
-            var start = 0
-            for (index, byte) in utf8.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
-                start = index + 1
+            var run = 0
+            for index in utf8.indices {
+                let byte = utf8[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                append(UnsafeBufferPointer(rebasing: utf8[run..<index]))
+                run = index + 1
                 switch byte {
                 case UInt8(ascii: "\""): raw("\\\"")
                 case UInt8(ascii: "\\"): raw("\\\\")
@@ -201,13 +253,13 @@ public struct WireWriter {
                 default:
                     let digits: StaticString = "0123456789abcdef"
                     raw("\\u00")
-                    bytes.append(digits.utf8Start[Int(byte >> 4)])
-                    bytes.append(digits.utf8Start[Int(byte & 0x0F)])
+                    append(digits.utf8Start[Int(byte >> 4)])
+                    append(digits.utf8Start[Int(byte & 0x0F)])
                 }
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
+            append(UnsafeBufferPointer(rebasing: utf8[run...]))
         }
-        bytes.append(UInt8(ascii: "\""))
+        append(UInt8(ascii: "\""))
     }
 }
 

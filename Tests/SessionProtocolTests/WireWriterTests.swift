@@ -66,6 +66,19 @@ import Testing
         }
     }
 
+    /// Integers at their limits, and results far larger than the writer's first allocation (it grows).
+    @Test func extremeIntegersAndLargeResultsAreWrittenAsJSONEncoderWritesThem() throws {
+        for id: Int64 in [0, -1, 9, 10, -10, 1_000_000_007, .max, .min] {
+            try expectSameJSON(MessagesAppend.Result(firstSeq: Int(id), lastSeq: Int(id / 3)), id: .number(id))
+        }
+        let long = String(repeating: "a\"é\n\u{1}", count: 20_000)
+        let messages = (0..<30).map {
+            Message(seq: $0, role: .user, content: String(long.prefix($0 * 3_000)), inputTokens: nil, outputTokens: nil,
+                    at: Date(timeIntervalSince1970: 1e9))
+        }
+        try expectSameJSON(MessagesList.Result(messages: messages, nextAfterSeq: nil), id: .number(1))
+    }
+
     /// `JSONEncoder` throws on infinity and NaN; the writer must still write valid JSON.
     @Test func aNumberJSONCannotHoldIsWrittenAsNull() throws {
         var info = session(0, full: false)
