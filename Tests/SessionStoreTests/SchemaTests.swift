@@ -62,19 +62,7 @@ import Testing
         let before = size(path)
         // About 60 MB of history from 8 concurrent writers, so the writer commits back to back and the
         // background checkpoint never catches up on its own: the writer's restart keeps the WAL bounded.
-        let content = String(repeating: "x", count: 60_000)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<8 {
-                group.addTask {
-                    for _ in 0..<125 {
-                        _ = try await store.appendMessages(
-                            .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]),
-                            caller: alice)
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
+        try await appendConcurrently(store, sessionId: acquired.session.id, writers: 8, appends: 125, bytes: 60_000)
         try await Task.sleep(for: .milliseconds(300))
         // The pages reached the database file while the store stayed open, and the WAL started over
         // instead of holding all of it.
@@ -91,31 +79,17 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SessionDatabase.open(path: directory.appendingPathComponent("registry.sqlite").path)
         let (acquired, _) = try await store.turn("k", reporting: "a")
-        let content = String(repeating: "x", count: 20_000)
         // Writers keep the background checkpointer busy while checkpoints are asked for.
-        let failures = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<4 {
-                group.addTask {
-                    for _ in 0..<100 {
-                        _ = try await store.appendMessages(
-                            .init(sessionId: acquired.session.id, messages: [.init(role: .user, content: content)]),
-                            caller: alice)
-                    }
-                    return 0
-                }
-            }
-            group.addTask {
-                var failures = 0
-                for _ in 0..<200 {
-                    do { try store.checkpoint() } catch { failures += 1 }
-                    try await Task.sleep(for: .milliseconds(2))
-                }
-                return failures
-            }
-            return try await group.reduce(0, +)
+        async let writes: Void = appendConcurrently(
+            store, sessionId: acquired.session.id, writers: 4, appends: 300, bytes: 20_000)
+        var failures = 0
+        for _ in 0..<600 {
+            do { try store.checkpoint() } catch { failures += 1 }
+            try await Task.sleep(for: .milliseconds(1))
         }
+        try await writes
         #expect(failures == 0)
-        #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 400)
+        #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_200)
     }
 
     /// Migration 0003 rewrites the `IN (…)` CHECK constraints as comparisons in place: a database of
@@ -301,5 +275,23 @@ import Testing
         let withinWeek = stats.sessionAge.filter { ["1d", "7d"].contains($0.le) }.map(\.count).reduce(0, +)
         #expect(withinWeek == ageTruth)
         #expect(stats.databaseBytes > 10_000_000)
+    }
+}
+
+/// `writers` tasks that each append `appends` messages of `bytes` bytes to one session.
+private func appendConcurrently(
+    _ store: SessionDatabase, sessionId: String, writers: Int, appends: Int, bytes: Int
+) async throws {
+    let content = String(repeating: "x", count: bytes)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<writers {
+            group.addTask {
+                for _ in 0..<appends {
+                    _ = try await store.appendMessages(
+                        .init(sessionId: sessionId, messages: [.init(role: .user, content: content)]), caller: alice)
+                }
+            }
+        }
+        try await group.waitForAll()
     }
 }
