@@ -17,6 +17,8 @@ final class Checkpointer: Sendable {
         var stopped = false
         var writerShouldCheckpoint = false
         let exited = DispatchSemaphore(value: 0)
+        /// Held while this thread's checkpoint runs.
+        let checkpointing = NSLock()
     }
 
     private let shared = Shared()
@@ -51,6 +53,14 @@ final class Checkpointer: Sendable {
         shared.condition.signal()
         shared.condition.unlock()
         if running { shared.exited.wait() }
+    }
+
+    /// Runs `body` while no background checkpoint runs. SQLite runs one checkpoint at a time and answers a
+    /// second one with `SQLITE_BUSY` at once, without its busy handler, so an explicit checkpoint waits here.
+    func excluding<T>(_ body: () throws -> T) rethrows -> T {
+        shared.checkpointing.lock()
+        defer { shared.checkpointing.unlock() }
+        return try body()
     }
 
     /// Called by the writer after each commit.
@@ -93,8 +103,8 @@ final class Checkpointer: Sendable {
             shared.condition.unlock()
             do {
                 // Columns: busy, frames in the WAL, frames copied into the database.
-                let row = try connection!.writeWithoutTransaction { db in
-                    try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")
+                let row = try shared.checkpointing.withLock {
+                    try connection!.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
                 }
                 let frames: Int = row?[1] ?? 0
                 if frames >= restartFrames {

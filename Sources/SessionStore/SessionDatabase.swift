@@ -39,6 +39,8 @@ public struct StoreOpenError: Error, CustomStringConvertible {
 public final class SessionDatabase: Sendable {
     let dbWriter: any DatabaseWriter
     let writes: WriteQueue
+    /// Copies the WAL back in the background, when a second connection could open the file.
+    let checkpointer: Checkpointer?
     let leaseWaiters = LeaseWaiters()
     public let configuration: StoreConfiguration
     let clock: StoreClock
@@ -57,6 +59,7 @@ public final class SessionDatabase: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
+        self.checkpointer = checkpointer
         self.writes = WriteQueue(writer: dbWriter, maxBatch: configuration.maxWriteBatch, checkpointer: checkpointer)
 
         let migrator = Schema.makeMigrator()
@@ -246,22 +249,12 @@ public final class SessionDatabase: Sendable {
         leaseWaiters.stop()
     }
 
-    /// Copies the WAL into the database file and truncates the WAL (on shutdown).
-    ///
-    /// SQLite runs one checkpoint at a time and answers `SQLITE_BUSY` at once, without waiting, to a second
-    /// one. So while the background checkpointer's checkpoint runs, this one tries again, for up to the busy
-    /// timeout.
+    /// Copies the WAL into the database file and truncates the WAL (on shutdown). It waits for a background
+    /// checkpoint that is running, which SQLite would otherwise answer with `SQLITE_BUSY` at once.
     public func checkpoint() throws {
         guard dbWriter is DatabasePool else { return }
-        let deadline = ContinuousClock.now + configuration.busyTimeout
-        while true {
-            do {
-                try dbWriter.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
-                return
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
-                Thread.sleep(forTimeInterval: 0.01)
-            }
-        }
+        let truncate = { try self.dbWriter.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) } }
+        if let checkpointer { try checkpointer.excluding(truncate) } else { try truncate() }
     }
 
     /// Runs a raw read-only SQL check (for tests and diagnostics): `PRAGMA integrity_check` and the like.
