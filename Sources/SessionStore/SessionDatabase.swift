@@ -163,6 +163,7 @@ public final class SessionDatabase: Sendable {
     /// the process opened SQLite before, the setting cannot apply and nothing changes.
     private static let configureSQLite: Void = {
         _ = sessiond_sqlite_disable_memstatus()
+        _ = sessiond_sqlite_install_page_cache()
     }()
 
     /// The one place that sets connection options.

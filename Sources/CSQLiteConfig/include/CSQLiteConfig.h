@@ -7,4 +7,20 @@
 /// code, SQLITE_MISUSE when it is too late.
 int sessiond_sqlite_disable_memstatus(void);
 
+/// Puts a thin layer over SQLite's default page cache that forwards every call, except truncations that
+/// cannot drop any page (see config.c: on databases under 1 GiB, SQLite 3.40 scans its whole page cache
+/// at each commit). Effective, like the above, only before SQLite initializes; returns SQLite's result code.
+int sessiond_sqlite_install_page_cache(void);
+
+/// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
+/// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
+/// `rekey` moves a cached page to another key; `truncate` asks to drop every key from `limit` on; and
+/// `forwarded` counts the truncations passed on to SQLite's cache.
+void *sessiond_page_cache_test_create(void);
+int sessiond_page_cache_test_fetch(void *cache, unsigned key, int create);
+void sessiond_page_cache_test_rekey(void *cache, unsigned oldKey, unsigned newKey);
+void sessiond_page_cache_test_truncate(void *cache, unsigned limit);
+unsigned sessiond_page_cache_test_forwarded(void *cache);
+void sessiond_page_cache_test_destroy(void *cache);
+
 #endif
