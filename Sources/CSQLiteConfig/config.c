@@ -2,9 +2,6 @@
 #include <stdlib.h>
 #include "CSQLiteConfig.h"
 
-int sessiond_sqlite_disable_memstatus(void) {
-    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-}
 
 // MARK: - The page cache, with truncations that cannot drop anything skipped
 
@@ -105,7 +102,7 @@ static void cacheDestroy(sqlite3_pcache *p) {
 
 static void cacheShrink(sqlite3_pcache *p) { base.xShrink(((Cache *)p)->base); }
 
-int sessiond_sqlite_install_page_cache(void) {
+static int installPageCache(void) {
     int result = sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &base);
     if (result != SQLITE_OK) return result;
     if (base.xCreate == NULL || base.xTruncate == NULL) return SQLITE_MISUSE;
@@ -128,6 +125,21 @@ int sessiond_sqlite_install_page_cache(void) {
     installed = result == SQLITE_OK;
     return result;
 }
+
+// MARK: - Applied when the binary loads
+
+/// Whether the memory statistics are off.
+static int memstatusOff;
+
+/// Runs before `main` and before any static initializer of Swift code, so before anything can open a
+/// connection: `sqlite3_config` only works before SQLite initializes, and a test runner or a tool that
+/// opened SQLite first would otherwise keep the defaults.
+__attribute__((constructor)) static void configureSQLite(void) {
+    memstatusOff = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+    installPageCache();
+}
+
+int sessiond_sqlite_configured(void) { return memstatusOff && installed; }
 
 // MARK: - For tests: one cache driven directly
 

@@ -85,7 +85,9 @@ public final class SessionDatabase: Sendable {
         path: String, configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
         logger: Logger = Logger(label: "sessiond.store")
     ) throws -> SessionDatabase {
-        Self.configureSQLite
+        if !sqliteConfigured {
+            logger.warning("SQLite's process-wide settings did not apply (it was initialized first); commits run slower")
+        }
         let url = URL(fileURLWithPath: path)
         try? FileManager.default.createDirectory(
             at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -151,20 +153,15 @@ public final class SessionDatabase: Sendable {
         configuration: StoreConfiguration = StoreConfiguration(), clock: StoreClock = .system,
         logger: Logger = Logger(label: "sessiond.store")
     ) throws -> SessionDatabase {
-        Self.configureSQLite
         let queue = try DatabaseQueue(configuration: makeConfiguration(configuration))
         return try SessionDatabase(
             dbWriter: queue, path: nil, configuration: configuration, clock: clock, logger: logger)
     }
 
-    /// Process-wide SQLite settings, applied once before the first connection opens. Memory statistics go
-    /// off: SQLite took a global mutex around each of its allocations for them, about 230 a turn, and
-    /// sessiond does not read them (`sqlite3_memory_used` reads 0 from then on, in the whole process). If
-    /// the process opened SQLite before, the setting cannot apply and nothing changes.
-    private static let configureSQLite: Void = {
-        _ = sessiond_sqlite_disable_memstatus()
-        _ = sessiond_sqlite_install_page_cache()
-    }()
+    /// Whether the process-wide SQLite settings took effect (`CSQLiteConfig` applies them when the binary
+    /// loads): memory statistics off (they took a global mutex around each of SQLite's allocations, about 230
+    /// a turn; `sqlite3_memory_used` reads 0 from then on), and the page-cache layer.
+    public static var sqliteConfigured: Bool { sessiond_sqlite_configured() == 1 }
 
     /// The one place that sets connection options.
     static func makeConfiguration(_ store: StoreConfiguration) -> Configuration {

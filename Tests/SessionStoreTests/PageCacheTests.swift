@@ -10,9 +10,13 @@ import Testing
     /// The pending-byte page's number with 4 KiB pages, where SQLite 3.40 parks a page during a swap.
     private let parkingKey: UInt32 = 0x4000_0000 / 4096 + 1
 
+    /// The settings apply when the binary loads, before any test (or anything else) opens SQLite.
+    @Test func theProcessWideSettingsTookEffect() {
+        #expect(SessionDatabase.sqliteConfigured)
+    }
+
     /// A cache of the installed layer, with pages 1...`pages` in it.
     private func makeCache(pages: UInt32) throws -> UnsafeMutableRawPointer {
-        _ = try SessionDatabase.inMemory()  // installs the layer, as the server does, before SQLite starts
         let cache = try #require(sessiond_page_cache_test_create(), "the page-cache layer is not installed")
         for key in 1...pages { #expect(sessiond_page_cache_test_fetch(cache, key, 1) == 1) }
         return cache

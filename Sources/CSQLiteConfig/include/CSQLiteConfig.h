@@ -1,16 +1,15 @@
 #ifndef CSQLITECONFIG_H
 #define CSQLITECONFIG_H
 
-/// Turns off SQLite's memory statistics for the whole process (SQLITE_CONFIG_MEMSTATUS = 0), so that its
-/// allocations no longer take a global mutex each. `sqlite3_config` is variadic, which Swift cannot call.
-/// Effective only before SQLite initializes (before the first connection opens); returns SQLite's result
-/// code, SQLITE_MISUSE when it is too late.
-int sessiond_sqlite_disable_memstatus(void);
-
-/// Puts a thin layer over SQLite's default page cache that forwards every call, except truncations that
-/// cannot drop any page (see config.c: on databases under 1 GiB, SQLite 3.40 scans its whole page cache
-/// at each commit). Effective, like the above, only before SQLite initializes; returns SQLite's result code.
-int sessiond_sqlite_install_page_cache(void);
+/// Process-wide SQLite settings, applied by a constructor when the binary loads (before any connection can
+/// open, which `sqlite3_config` requires):
+/// - SQLite's memory statistics are off (SQLITE_CONFIG_MEMSTATUS = 0), so that its allocations no longer take
+///   a global mutex each;
+/// - a thin layer over SQLite's default page cache forwards every call, except truncations that cannot drop
+///   any page (see config.c: on databases under 1 GiB, SQLite 3.40 scans its whole page cache at each
+///   commit).
+/// `sqlite3_config` is variadic, which Swift cannot call. Returns 1 when both took effect.
+int sessiond_sqlite_configured(void);
 
 /// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
 /// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
