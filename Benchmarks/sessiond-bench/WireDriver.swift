@@ -151,7 +151,7 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
         let frame = unwrapInboundIn(data)
         let reply: WireReply
         do {
-            // The server's own decoder: a third of JSONDecoder's instructions, which came out of the server's share.
+            // The server's own decoder, at under half JSONDecoder's cost: the load generator shares the machine.
             reply = try frame.withUnsafeReadableBytes { try ParamsDecoder.decode(WireReply.self, from: $0) }
         } catch {
             errorCaught(context: context, error: SessionError(.protocolError, "not a JSON-RPC response: \(error)"))

@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include "CSQLiteConfig.h"
 
-
 // MARK: - The page cache, with truncations that cannot drop anything skipped
 
 /// SQLite's own page cache (pcache1), to which every call is forwarded.
@@ -23,7 +22,7 @@ typedef struct {
     unsigned forwarded;
 } Cache;
 
-/// Whether `sessiond_sqlite_install_page_cache` took effect.
+/// Whether the layer is SQLite's page cache (see `installPageCache`).
 static int installed;
 
 static int cacheInit(void *arg) { return base.xInit(arg); }
@@ -102,10 +101,9 @@ static void cacheDestroy(sqlite3_pcache *p) {
 
 static void cacheShrink(sqlite3_pcache *p) { base.xShrink(((Cache *)p)->base); }
 
-static int installPageCache(void) {
-    int result = sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &base);
-    if (result != SQLITE_OK) return result;
-    if (base.xCreate == NULL || base.xTruncate == NULL) return SQLITE_MISUSE;
+/// Puts the layer in place of SQLite's default page cache; sets `installed` when it took.
+static void installPageCache(void) {
+    if (sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &base) != SQLITE_OK || base.xCreate == NULL) return;
     sqlite3_pcache_methods2 methods = {
         .iVersion = base.iVersion,
         .pArg = base.pArg,
@@ -121,9 +119,7 @@ static int installPageCache(void) {
         .xDestroy = cacheDestroy,
         .xShrink = base.xShrink ? cacheShrink : NULL,
     };
-    result = sqlite3_config(SQLITE_CONFIG_PCACHE2, &methods);
-    installed = result == SQLITE_OK;
-    return result;
+    installed = sqlite3_config(SQLITE_CONFIG_PCACHE2, &methods) == SQLITE_OK;
 }
 
 // MARK: - Applied when the binary loads
