@@ -28,6 +28,7 @@ for round in $(seq "$rounds"); do
     binary=${!side}
     rm -f "$work"/db.sqlite*
     if [ "$side" = b ] && [ -n "${SEED_B:-}" ]; then cp "$SEED_B" "$work/db.sqlite"; else cp "$seed" "$work/db.sqlite"; fi
+    sync  # the copy's dirty pages are written back now, not during the point
     # shellcheck disable=SC2086
     start_sessiond "$binary" "$work/db.sqlite" ${EXTRA:-}
     "$bench" run --addr "$addr" --workload "${WORKLOAD:-turn}" --connections 64 --duration 10 --keys "$sessions" >"$work/point" &
