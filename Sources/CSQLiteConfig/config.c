@@ -137,6 +137,24 @@ __attribute__((constructor)) static void configureSQLite(void) {
 
 int sessiond_sqlite_configured(void) { return memstatusOff && installed; }
 
+// MARK: - Syncing the database and its WAL
+
+/// Syncs one of the connection's files, named by the file control that finds SQLite's handle of it.
+static int syncFile(void *db, int pointerOpcode) {
+    sqlite3_file *file = NULL;
+    int rc = sqlite3_file_control(db, "main", pointerOpcode, &file);
+    if (rc != SQLITE_OK) return rc;
+    if (file == NULL || file->pMethods == NULL) return SQLITE_MISUSE;
+    return file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
+}
+
+/// Through SQLite's own file handles rather than descriptors of our own: closing a second descriptor of a
+/// file would drop every POSIX lock that SQLite holds on it in this process.
+int sessiond_sync_database_and_wal(void *db) {
+    int rc = syncFile(db, SQLITE_FCNTL_FILE_POINTER);
+    return rc == SQLITE_OK ? syncFile(db, SQLITE_FCNTL_JOURNAL_POINTER) : rc;
+}
+
 // MARK: - For tests: one cache driven directly
 
 void *sessiond_page_cache_test_create(void) {

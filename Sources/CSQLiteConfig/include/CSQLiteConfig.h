@@ -11,6 +11,11 @@
 /// `sqlite3_config` is variadic, which Swift cannot call. Returns 1 when both took effect.
 int sessiond_sqlite_configured(void);
 
+/// Flushes the main database file of the connection `db` (a `sqlite3 *`), then its WAL, to disk through
+/// SQLite's own file handles (`fdatasync` on Linux). The connection must have opened the WAL. Returns an
+/// SQLite result code.
+int sessiond_sync_database_and_wal(void *db);
+
 /// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
 /// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
 /// `rekey` moves a cached page to another key; `truncate` asks to drop every key from `limit` on; and
