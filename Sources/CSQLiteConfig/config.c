@@ -141,6 +141,7 @@ int sessiond_sqlite_configured(void) { return memstatusOff && installed; }
 
 /// Syncs one of the connection's files, named by the file control that finds SQLite's handle of it.
 static int syncFile(void *db, int pointerOpcode) {
+    if (db == NULL) return SQLITE_MISUSE;
     sqlite3_file *file = NULL;
     int rc = sqlite3_file_control(db, "main", pointerOpcode, &file);
     if (rc != SQLITE_OK) return rc;

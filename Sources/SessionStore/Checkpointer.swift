@@ -44,8 +44,8 @@ final class Checkpointer: Sendable {
     /// more than `settledFrames` arrived during the last pass, and fewer than during the one before. Passes
     /// that stop gaining, a WAL of `maxFrames` or more, and `maxPasses` passes in a row go to the writer, so
     /// that a write rate the passes cannot keep up with still starts the WAL over about as often as before
-    /// (`theWALIsCheckpointedWhileOpenAndStaysBoundedUnderSteadyWrites`: with 32 MB the WAL of that flood
-    /// reached 120–180 MB in three runs of four).
+    /// (the flood of `theWALIsCheckpointedWhileOpenAndStaysBoundedUnderSteadyWrites`, doubled to 240 MB,
+    /// grew the WAL to 120–180 MB in three runs of four with a 32 MB limit).
     struct CatchUp {
         /// Frames arrived during the last pass at or below which the writer is asked: about 2 MB to copy.
         static let settledFrames = 500
@@ -132,8 +132,8 @@ final class Checkpointer: Sendable {
     /// Flushes the database file and then the WAL to disk.
     static func syncDatabaseAndWAL(_ connection: DatabaseQueue) throws {
         try connection.writeWithoutTransaction { db in
-            let code = sessiond_sync_database_and_wal(UnsafeMutableRawPointer(db.sqliteConnection))
-            if code != 0 { throw DatabaseError(resultCode: ResultCode(rawValue: code), message: "sync of the database and WAL failed") }
+            let code = ResultCode(rawValue: sessiond_sync_database_and_wal(UnsafeMutableRawPointer(db.sqliteConnection)))
+            if code != .SQLITE_OK { throw DatabaseError(resultCode: code, message: "sync of the database and WAL failed") }
         }
     }
 
