@@ -59,6 +59,7 @@ let package = Package(
                 .embedInCode("../../schema/0001_initial.sql"),
                 .embedInCode("../../schema/0002_turn_indexes.sql"),
                 .embedInCode("../../schema/0003_plain_checks.sql"),
+                .embedInCode("../../schema/0004_audit_chain.sql"),
             ],
             swiftSettings: swiftSettings
         ),

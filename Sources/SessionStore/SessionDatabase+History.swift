@@ -136,31 +136,29 @@ extension SessionDatabase {
         try Validate.range(params.limit, field: "limit", 1...1000)
         let limit = params.limit ?? 100
         let cursor = try params.cursor.map(Self.parseCursor) ?? Int64.max
+        // The filters as one SQL condition: a WHERE term over the tenant's rows, a column along a session's chain.
+        let filters = [
+            params.action.map { ("action = ?", $0.databaseValue) },
+            params.since.map { ("at >= ?", Int64($0.timeIntervalSince1970 * 1000).databaseValue) },
+            params.until.map { ("at < ?", Int64($0.timeIntervalSince1970 * 1000).databaseValue) },
+        ].compactMap { $0 }
+        let filter = filters.isEmpty ? "1" : filters.map(\.0).joined(separator: " AND ")
+        let filterArguments = StatementArguments(filters.map(\.1))
+        let columns = "id, at, tenant, actor, sessionId, key, action, outcome, detail"
         return try await read { db in
-            var sql = """
-                SELECT id, at, tenant, actor, sessionId, key, action, outcome, detail FROM audit
-                WHERE tenant = ? AND id < ?
-                """
-            var arguments: StatementArguments = [caller.tenant, cursor]
+            let rows: [Row]
             if let sessionId = params.sessionId {
-                sql += " AND sessionId = ?"
-                _ = arguments.append(contentsOf: [sessionId])
+                rows = try Self.sessionAudit(
+                    db, tenant: caller.tenant, sessionId: sessionId, before: cursor, limit: limit + 1,
+                    statement: db.cachedStatement(
+                        sql: "SELECT \(columns), prevId, \(filter) FROM audit WHERE id = ? AND tenant = ? AND sessionId = ?"),
+                    filterArguments: filterArguments)
+            } else {
+                rows = try Row.fetchAll(
+                    db.cachedStatement(
+                        sql: "SELECT \(columns) FROM audit WHERE tenant = ? AND id < ? AND \(filter) ORDER BY id DESC LIMIT ?"),
+                    arguments: [caller.tenant, cursor] + filterArguments + [limit + 1])
             }
-            if let action = params.action {
-                sql += " AND action = ?"
-                _ = arguments.append(contentsOf: [action])
-            }
-            if let since = params.since {
-                sql += " AND at >= ?"
-                _ = arguments.append(contentsOf: [Int64(since.timeIntervalSince1970 * 1000)])
-            }
-            if let until = params.until {
-                sql += " AND at < ?"
-                _ = arguments.append(contentsOf: [Int64(until.timeIntervalSince1970 * 1000)])
-            }
-            sql += " ORDER BY id DESC LIMIT ?"
-            _ = arguments.append(contentsOf: [limit + 1])
-            let rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
             let entries = rows.prefix(limit).map { row in
                 AuditEntry(
                     id: row[0], at: Date(ms: row[1]), tenant: row[2], actor: row[3], sessionId: row[4], key: row[5],
@@ -169,6 +167,45 @@ extension SessionDatabase {
             return AuditList.Result(
                 entries: entries, nextCursor: rows.count > limit ? entries.last.map { String($0.id) } : nil)
         }
+    }
+
+    /// Up to `limit` rows of one session's audit log below `cursor` that pass the filter, newest first.
+    ///
+    /// The walk follows `prevId` links (schema 0004) from the session's newest row, or from its deletion once
+    /// the session is gone, and from the cursor's row when it is one of the session's. `statement` reads one
+    /// row of the session by id, its link, and whether it passes the filter. The walk ends where the chain
+    /// does: at the session's first row, or at a row that retention removed.
+    private static func sessionAudit(
+        _ db: Database, tenant: String, sessionId: String, before cursor: Int64, limit: Int, statement: Statement,
+        filterArguments: StatementArguments
+    ) throws -> [Row] {
+        func link(_ id: Int64) throws -> Row? {
+            try Row.fetchOne(statement, arguments: filterArguments + [id, tenant, sessionId])
+        }
+        var next: Int64?
+        if cursor != Int64.max, let row = try link(cursor) {
+            next = row[9]
+        } else if let session = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT lastAuditId FROM session WHERE id = ? AND tenant = ?"),
+            arguments: [sessionId, tenant])
+        {
+            next = session[0]
+        } else {
+            next = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT max(id) FROM audit WHERE tenant = ? AND sessionId = ?
+                        AND (action = 'session.delete' OR action = 'session.evict' OR action = 'session.purge')
+                        """),
+                arguments: [tenant, sessionId])
+        }
+        var rows: [Row] = []
+        while let id = next, rows.count < limit, let row = try link(id) {
+            // Links point to older rows; anything else (an id reused after the table emptied) ends the walk.
+            next = (row[9] as Int64?).flatMap { $0 < id ? $0 : nil }
+            if id < cursor, row[10] as Bool { rows.append(row) }
+        }
+        return rows
     }
 
     /// The tenant in figures, from counters that triggers and turns keep current: no query scans sessions.

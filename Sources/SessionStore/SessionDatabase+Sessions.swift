@@ -133,10 +133,10 @@ extension SessionDatabase {
                     .leaseHeld, "the session is in use by \(row.leaseHolder ?? "another client"); pass force to delete it",
                     detail: ["holder": .string(row.leaseHolder ?? "")])
             }
-            try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [row.pk])
             try self.audit(
                 db, row, caller: caller, action: "session.delete",
                 detail: ["force": .bool(params.force == true), "messages": .number(Double(row.messageCount))], at: now)
+            try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [row.pk])
             return Self.waitName(tenant: row.tenant, key: row.key)
         }
         leaseWaiters.notify(waitName)

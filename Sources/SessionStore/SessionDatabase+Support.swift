@@ -52,26 +52,46 @@ extension SessionDatabase {
         }
     }
 
-    /// Appends one audit row.
+    /// Appends one audit row. A row about a session links to the session's previous row, and becomes the
+    /// session's newest (schema 0004): so it is written while the session exists, before any deletion.
     func audit(
         _ db: Database, tenant: String, actor: String, sessionId: String?, key: String?, action: String,
         outcome: String = "ok", detail: [String: JSONValue] = [:], at: Int64
     ) throws {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).run(at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail))
+        let sessionPk = try sessionId.flatMap { id in
+            try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT pk FROM session WHERE id = ? AND tenant = ?"), arguments: [id, tenant])
+        }
+        try appendAudit(
+            db, sessionPk: sessionPk, tenant: tenant, actor: actor, sessionId: sessionId, key: key, action: action,
+            outcome: outcome, detail: detail, at: at)
     }
 
     func audit(
         _ db: Database, _ row: SessionRow, caller: Caller, action: String, outcome: String = "ok",
         detail: [String: JSONValue] = [:], at: Int64
     ) throws {
-        try audit(
-            db, tenant: row.tenant, actor: caller.actor, sessionId: row.id, key: row.key, action: action,
-            outcome: outcome, detail: detail, at: at)
+        try appendAudit(
+            db, sessionPk: row.pk, tenant: row.tenant, actor: caller.actor, sessionId: row.id, key: row.key,
+            action: action, outcome: outcome, detail: detail, at: at)
+    }
+
+    private func appendAudit(
+        _ db: Database, sessionPk: Int64?, tenant: String, actor: String, sessionId: String?, key: String?,
+        action: String, outcome: String, detail: [String: JSONValue], at: Int64
+    ) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail, prevId)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT lastAuditId FROM session WHERE pk = ?))
+                """
+        ).run(
+            at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail),
+            sessionPk)
+        if let sessionPk {
+            try db.cachedStatement(sql: "UPDATE session SET lastAuditId = ? WHERE pk = ?")
+                .run(db.lastInsertedRowID, sessionPk)
+        }
     }
 
     /// Adds a turn's changes to the tenant's counters shown by `stats`, in one statement.

@@ -127,10 +127,10 @@ extension SessionDatabase {
                     """, [tenant, cutoff, now, limit - rows.count])
         }
         for row in rows {
-            try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
             try audit(
                 db, row, caller: Self.sweeper, action: "session.purge",
                 detail: ["status": .string(row.status.rawValue), "messages": .number(Double(row.messageCount))], at: now)
+            try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
         }
         return rows.count
     }
@@ -147,10 +147,10 @@ extension SessionDatabase {
             let excess: Int = tenantRow[1]
             let rows = try evictionCandidates(db, tenant: tenant, now: now, limit: min(excess, limit - evicted))
             for row in rows {
-                try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
                 try audit(
                     db, row, caller: Self.sweeper, action: "session.evict",
                     detail: ["cause": "tenant_cap", "cap": .number(Double(cap))], at: now)
+                try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
             }
             evicted += rows.count
             if evicted >= limit { break }

@@ -180,10 +180,10 @@ extension SessionDatabase {
                 .tooLarge,
                 "the tenant has \(count) sessions, its cap, and every one is in use; delete some or raise the cap")
         }
-        try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
         try audit(
             db, victim, caller: caller, action: "session.evict",
             detail: ["cause": "tenant_cap", "cap": .number(Double(configuration.maxSessionsPerTenant))], at: now)
+        try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
     }
 
     /// The sessions a tenant over its cap gives up first: no live lease, expired and closed ones before live

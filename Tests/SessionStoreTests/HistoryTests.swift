@@ -113,4 +113,75 @@ import Testing
         #expect(all.map(\.id) == all.map(\.id).sorted(by: >))
         #expect(all.filter { $0.action == "session.create" }.count == 10)
     }
+    /// Every row of the tenant's log, newest first, through pages of `limit`.
+    private func auditPages(_ store: SessionDatabase, _ params: AuditList.Params) async throws -> [AuditEntry] {
+        var params = params
+        var all: [AuditEntry] = []
+        repeat {
+            let page = try await store.listAudit(params, caller: alice)
+            all += page.entries
+            params.cursor = page.nextCursor
+        } while params.cursor != nil
+        return all
+    }
+
+    /// A session's log is read along the links between its rows (schema 0004). Whatever happened to the
+    /// session (live, deleted, evicted, purged, its oldest rows dropped by retention), through every filter
+    /// and page size, it must be exactly that session's rows of the tenant's whole log.
+    @Test func aSessionsAuditIsExactlyItsRowsOfTheTenantsLog() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock) {
+            $0.maxSessionsPerTenant = 5
+            $0.auditRetention = .seconds(40 * 24 * 3600)
+        }
+        var ids: [String] = []
+        for round in 0..<4 {
+            for index in 0..<5 where round == 0 || index != 1 {
+                let (acquired, _) = try await store.turn("k\(index)", reporting: "c\(index)-\(round)")
+                if round == 0 { ids.append(acquired.session.id) }
+                clock.advance(.seconds(3600))
+            }
+            if round == 0 {
+                _ = try await store.delete(.init(sessionId: ids[1]), caller: alice)
+            }
+        }
+        // Over the cap of five, the next session evicts the idle one closest to expiry (k0).
+        _ = try await store.turn("k5", reporting: "c5")
+        _ = try await store.turn("k6", reporting: "c6")
+        ids += try await [store.get(.init(key: "k5"), caller: alice).id]
+        #expect(await expectError(.notFound) { _ = try await store.get(.init(key: "k0"), caller: alice) } != nil)
+
+        func check(_ label: String) async throws {
+            let everything = try await auditPages(store, .init(limit: 1000))
+            for id in ids + ["no-such-session"] {
+                let expected = everything.filter { $0.sessionId == id }
+                for limit in [1, 3, 1000] {
+                    let walked = try await auditPages(store, .init(sessionId: id, limit: limit))
+                    #expect(walked.map(\.id) == expected.map(\.id), "\(label): \(id), pages of \(limit)")
+                }
+                let grants = try await auditPages(store, .init(sessionId: id, action: "lease.grant", limit: 2))
+                #expect(grants.map(\.id) == expected.filter { $0.action == "lease.grant" }.map(\.id), "\(label): \(id)")
+                let since = clock.now.addingTimeInterval(-9 * 3600)
+                let until = clock.now.addingTimeInterval(-3 * 3600)
+                let window = try await auditPages(store, .init(sessionId: id, since: since, until: until, limit: 2))
+                #expect(window.map(\.id) == expected.filter { $0.at >= since && $0.at < until }.map(\.id), "\(label): \(id)")
+            }
+        }
+        try await check("live, deleted and evicted")
+        #expect(try await auditPages(store, .init(sessionId: ids[1], limit: 5)).first?.action == "session.delete")
+        #expect(try await auditPages(store, .init(sessionId: ids[0], limit: 5)).first?.action == "session.evict")
+
+        // Idle past their TTL the sessions expire, then are purged; retention then drops the oldest rows.
+        clock.advance(.seconds(24 * 3600 + 1))
+        _ = try await store.turn("k2", reporting: "late")
+        #expect(try await store.sweep().expired > 0)
+        clock.advance(.seconds(31 * 24 * 3600))
+        _ = try await store.turn("k3", reporting: "later")
+        #expect(try await store.sweep().purged > 0)
+        try await check("purged")
+        clock.advance(.seconds(9 * 24 * 3600))
+        #expect(try await store.sweep().auditPurged > 0)
+        try await check("after retention")
+        #expect(try await auditPages(store, .init(sessionId: ids[2], limit: 1000)).count > 0)
+    }
 }

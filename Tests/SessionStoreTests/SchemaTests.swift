@@ -96,6 +96,66 @@ import Testing
         #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_200)
     }
 
+    /// Migration 0004 links each session's audit rows instead of indexing them by session: on a database of
+    /// version 3, every session's log (live or deleted) reads back as before, and the new rows extend it.
+    @Test func auditRowsOfVersion3AreLinkedPerSession() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("registry.sqlite").path
+        let version3 = try DatabaseQueue(path: path)
+        var migrator = DatabaseMigrator()
+        for name in ["0001_initial", "0002_turn_indexes", "0003_plain_checks"] {
+            let sql = try #require(SessionDatabase.embeddedSchema[name])
+            migrator.registerMigration(name) { db in try db.execute(sql: sql) }
+        }
+        try migrator.migrate(version3)
+        // Session "live" exists; "gone" was deleted (its last row says so); rows of both and of no session
+        // interleave, and "live" also has rows in another tenant that must stay out of its log.
+        try await version3.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO session(id, tenant, key, tool, createdAt, lastUsedAt, expiresAt, ttlSeconds)
+                    VALUES ('live', 'local', 'k', 'claude', 1, 1, 86400001, 86400)
+                    """)
+            let rows: [(tenant: String, sessionId: String?, action: String)] = [
+                ("local", "gone", "session.create"), ("local", "live", "session.create"), ("local", nil, "auth.failed"),
+                ("local", "gone", "lease.grant"), ("acme", "live", "access.denied"), ("local", "live", "lease.grant"),
+                ("local", "gone", "session.delete"), ("local", "live", "turn.complete"),
+            ]
+            for (index, row) in rows.enumerated() {
+                try db.execute(
+                    sql: "INSERT INTO audit(at, tenant, actor, sessionId, action, outcome) VALUES (?, ?, 'a', ?, ?, 'ok')",
+                    arguments: [index + 1, row.tenant, row.sessionId, row.action])
+            }
+        }
+        try version3.close()
+
+        let store = try SessionDatabase.open(path: path)
+        #expect(store.schemaVersion == SessionDatabase.migrationNames.last)
+        func log(_ sessionId: String) async throws -> [String] {
+            try await store.listAudit(.init(sessionId: sessionId), caller: alice).entries.map(\.action)
+        }
+        #expect(try await log("live") == ["turn.complete", "lease.grant", "session.create"])
+        #expect(try await log("gone") == ["session.delete", "lease.grant", "session.create"])
+        // The next turn's rows (the session has expired by now: an expiry, a fresh start, a grant) extend the log.
+        _ = try await store.acquire(.init(key: "k"), caller: alice)
+        let extended = try await log("live")
+        #expect(extended.first == "fresh_start" && extended.contains("lease.grant") && extended.count > 4, "\(extended)")
+        #expect(extended.suffix(3) == ["turn.complete", "lease.grant", "session.create"])
+        #expect(try await store.readValue(sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'audit_tenant_session'") == 0)
+        // A deleted session's log starts from its deletion, found through the partial index of deletions.
+        let plan = try await DatabaseQueue(path: path).read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    EXPLAIN QUERY PLAN SELECT max(id) FROM audit WHERE tenant = 'local' AND sessionId = 'gone'
+                    AND (action = 'session.delete' OR action = 'session.evict' OR action = 'session.purge')
+                    """
+            ).map { $0["detail"] as String? ?? "" }.joined(separator: "; ")
+        }
+        #expect(plan.contains("USING INDEX audit_session_end"), "\(plan)")
+    }
+
     /// Migration 0003 rewrites the `IN (…)` CHECK constraints as comparisons in place: a database of
     /// version 2 keeps its rows, every constraint still refuses what it refused, and no statement of a
     /// turn builds a temporary table for one any more.
@@ -121,7 +181,7 @@ import Testing
         }
 
         let store = try SessionDatabase.open(path: path)
-        #expect(store.schemaVersion == "0003_plain_checks")
+        #expect(store.schemaVersion == SessionDatabase.migrationNames.last)
         #expect(try await store.readValue(sql: "PRAGMA integrity_check") == "ok")
         #expect(try await store.get(.init(key: "k"), caller: alice).messageCount == 0)
         #expect(try await store.history(.init(sessionId: "old"), caller: alice).map(\.reason) == [.forked])
