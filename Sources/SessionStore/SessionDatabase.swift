@@ -73,7 +73,19 @@ public final class SessionDatabase: Sendable {
                     (unknown migrations: \(unknown.joined(separator: ", "))); run a newer sessiond or use another --db
                     """)
         }
+        // A new file takes its whole schema at once; an existing one may take a while for its rows.
+        let applied = try dbWriter.read { db in try migrator.appliedIdentifiers(db) }
+        let pending = Schema.migrationNames.filter { !applied.contains($0) }
+        let started = ContinuousClock.now
+        if !applied.isEmpty, !pending.isEmpty {
+            logger.notice(
+                "migrating the schema; sessiond listens once this is done",
+                metadata: ["migrations": "\(pending.joined(separator: ", "))"])
+        }
         try migrator.migrate(dbWriter)
+        if !applied.isEmpty, !pending.isEmpty {
+            logger.notice("schema migrated", metadata: ["took": "\(ContinuousClock.now - started)"])
+        }
         schemaVersion = try dbWriter.read { db in try migrator.appliedMigrations(db).last ?? "none" }
     }
 
