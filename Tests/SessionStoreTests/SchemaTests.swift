@@ -96,19 +96,25 @@ import Testing
         #expect(try await store.get(.init(sessionId: acquired.session.id), caller: alice).messageCount == 1_200)
     }
 
+    /// A database file migrated only through `migrations`, as an older sessiond left it.
+    private func olderDatabase(path: String, through migrations: [String]) throws -> DatabaseQueue {
+        let queue = try DatabaseQueue(path: path)
+        var migrator = DatabaseMigrator()
+        for name in migrations {
+            let sql = try #require(SessionDatabase.embeddedSchema[name])
+            migrator.registerMigration(name) { db in try db.execute(sql: sql) }
+        }
+        try migrator.migrate(queue)
+        return queue
+    }
+
     /// Migration 0004 links each session's audit rows instead of indexing them by session: on a database of
     /// version 3, every session's log (live or deleted) reads back as before, and the new rows extend it.
     @Test func auditRowsOfVersion3AreLinkedPerSession() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("registry.sqlite").path
-        let version3 = try DatabaseQueue(path: path)
-        var migrator = DatabaseMigrator()
-        for name in ["0001_initial", "0002_turn_indexes", "0003_plain_checks"] {
-            let sql = try #require(SessionDatabase.embeddedSchema[name])
-            migrator.registerMigration(name) { db in try db.execute(sql: sql) }
-        }
-        try migrator.migrate(version3)
+        let version3 = try olderDatabase(path: path, through: ["0001_initial", "0002_turn_indexes", "0003_plain_checks"])
         // Session "live" exists; "gone" was deleted (its last row says so); rows of both and of no session
         // interleave, and "live" also has rows in another tenant that must stay out of its log.
         try await version3.write { db in
@@ -163,13 +169,7 @@ import Testing
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("registry.sqlite").path
-        let version2 = try DatabaseQueue(path: path)
-        var migrator = DatabaseMigrator()
-        for name in ["0001_initial", "0002_turn_indexes"] {
-            let sql = try #require(SessionDatabase.embeddedSchema[name])
-            migrator.registerMigration(name) { db in try db.execute(sql: sql) }
-        }
-        try migrator.migrate(version2)
+        let version2 = try olderDatabase(path: path, through: ["0001_initial", "0002_turn_indexes"])
         try await version2.write { db in
             try db.execute(
                 sql: """
