@@ -60,6 +60,7 @@ let package = Package(
                 .embedInCode("../../schema/0002_turn_indexes.sql"),
                 .embedInCode("../../schema/0003_plain_checks.sql"),
                 .embedInCode("../../schema/0004_audit_chain.sql"),
+                .embedInCode("../../schema/0005_expiry_bound.sql"),
             ],
             swiftSettings: swiftSettings
         ),

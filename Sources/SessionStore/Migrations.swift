@@ -10,6 +10,7 @@ enum Schema {
         ("0002_turn_indexes", PackageResources._002_turn_indexes_sql),
         ("0003_plain_checks", PackageResources._003_plain_checks_sql),
         ("0004_audit_chain", PackageResources._004_audit_chain_sql),
+        ("0005_expiry_bound", PackageResources._005_expiry_bound_sql),
     ]
 
     /// The names of the migrations this binary knows, in order.

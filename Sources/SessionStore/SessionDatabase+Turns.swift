@@ -129,15 +129,16 @@ extension SessionDatabase {
             token: token, fence: row.leaseFence + 1, holder: params.holder ?? caller.actor,
             expiresAt: Date(ms: now + leaseMs))
         let ttl = created ? ttlMs : Int64(row.ttlSeconds) * 1000
+        try setStatus(db, row, status)
         try db.cachedStatement(
             sql: """
-                UPDATE session SET status = ?, cliSessionId = ?, pendingFresh = ?, turnMode = ?, leaseToken = ?,
+                UPDATE session SET cliSessionId = ?, pendingFresh = ?, turnMode = ?, leaseToken = ?,
                     leaseHolder = ?, leaseFence = ?, leaseExpiresAt = ?, lastUsedAt = ?, expiresAt = ?,
                     cwd = COALESCE(?, cwd)
                 WHERE pk = ?
                 """
         ).run(
-            status.rawValue, head, pendingFresh?.rawValue, mode.rawValue, lease.token, lease.holder, lease.fence,
+            head, pendingFresh?.rawValue, mode.rawValue, lease.token, lease.holder, lease.fence,
             now + leaseMs, now, now + ttl, params.cwd, row.pk)
 
         var grantDetail: [String: JSONValue] = [
@@ -186,22 +187,45 @@ extension SessionDatabase {
         try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
     }
 
+    /// Sets a session's status in a statement of its own, only when it changes: the turn's own updates leave
+    /// `status` out, since any update that names it rewrites the entries of the partial indexes it selects
+    /// (`session_live_expiry`, `session_dormant_expiry`), a random page each, even when its value stays.
+    func setStatus(_ db: Database, _ row: SessionRow, _ status: SessionStatus) throws {
+        guard status != row.status else { return }
+        try db.cachedStatement(sql: "UPDATE session SET status = ? WHERE pk = ?").run(status.rawValue, row.pk)
+    }
+
     /// The sessions a tenant over its cap gives up first: no live lease, expired and closed ones before live
     /// ones, each in order of expiry (for equal TTLs, least recently used first). Both scans are index ranges.
+    ///
+    /// Live sessions are indexed by `expiryBound`, which trails `expiresAt` by at most 15 minutes (schema
+    /// 0005), so their scan reads `evictionLookahead` more in that order and keeps those closest to expiry:
+    /// exact unless that many sessions' bounds fall in the 15 minutes before the true closest one's expiry,
+    /// and then off by less than 15 minutes.
     func evictionCandidates(_ db: Database, tenant: String, now: Int64, limit: Int) throws -> [SessionRow] {
-        var rows: [SessionRow] = []
-        for statuses in ["'expired', 'closed'", "'active', 'non_resumable'"] where rows.count < limit {
-            rows += try db.sessionRows(
-                db.cachedStatement(
-                    sql: """
-                        SELECT \(SessionRow.columns) FROM session
-                        WHERE tenant = ? AND status IN (\(statuses)) AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
-                        ORDER BY expiresAt LIMIT ?
-                        """),
-                [tenant, now, limit - rows.count])
-        }
-        return rows
+        let dormant = try db.sessionRows(
+            db.cachedStatement(
+                sql: """
+                    SELECT \(SessionRow.columns) FROM session
+                    WHERE tenant = ? AND status IN ('expired', 'closed') AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                    ORDER BY expiresAt LIMIT ?
+                    """),
+            [tenant, now, limit])
+        guard dormant.count < limit else { return dormant }
+        let live = try db.sessionRows(
+            db.cachedStatement(
+                sql: """
+                    SELECT \(SessionRow.columns) FROM session
+                    WHERE tenant = ? AND status IN ('active', 'non_resumable')
+                    AND (leaseExpiresAt IS NULL OR leaseExpiresAt <= ?)
+                    ORDER BY expiryBound LIMIT ?
+                    """),
+            [tenant, now, limit - dormant.count + Self.evictionLookahead])
+        return dormant + live.sorted { ($0.expiresAt, $0.pk) < ($1.expiresAt, $1.pk) }.prefix(limit - dormant.count)
     }
+
+    /// Live sessions read beyond those evicted, to find the ones closest to expiry among them.
+    static let evictionLookahead = 64
 
     /// Records a turn's outcome, updates counters and the chain, and releases the lease unless `keepLease`.
     public func complete(_ params: SessionComplete.Params, caller: Caller) async throws -> SessionComplete.Result {
@@ -330,9 +354,10 @@ extension SessionDatabase {
             auditDetail["leaseReleased"] = .bool(!keep)
             try self.audit(db, row, caller: caller, action: auditAction, outcome: auditOutcome, detail: auditDetail, at: now)
             try self.count(db, tenant: row.tenant, delta)
+            try self.setStatus(db, row, status)
             try db.cachedStatement(
                 sql: """
-                    UPDATE session SET status = ?, cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
+                    UPDATE session SET cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
                         resumeAttempts = ?, resumeSuccesses = ?, totalFailures = ?, lastFailureReason = ?,
                         pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?, cliCostUsd = ?,
                         messageCount = ?,
@@ -344,7 +369,7 @@ extension SessionDatabase {
                     WHERE pk = ?
                     """
             ).run(
-                status.rawValue, head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
+                head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
                 lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost, messageCount,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
                 row.pk)

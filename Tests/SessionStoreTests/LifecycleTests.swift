@@ -231,6 +231,54 @@ import Testing
         #expect(evictions.entries.map(\.key) == ["b"])
     }
 
+    /// The live sessions' expiry index holds `expiryBound`, which trails `expiresAt` by at most 15 minutes
+    /// and never passes it (schema 0005): turns within 15 minutes leave the index alone, and a session still
+    /// expires exactly at its `expiresAt`.
+    @Test func theExpiryIndexTrailsTheExpiryByAtMostFifteenMinutes() async throws {
+        let clock = ManualClock()
+        let store = try makeStore(clock: clock)
+        let (acquired, _) = try await store.turn("k", reporting: "a")
+        let id = acquired.session.id
+        func expiry() async throws -> (bound: Int64, expiresAt: Int64) {
+            let bound: Int64? = try await store.readValue(sql: "SELECT expiryBound FROM session WHERE id = '\(id)'")
+            let expiresAt: Int64? = try await store.readValue(sql: "SELECT expiresAt FROM session WHERE id = '\(id)'")
+            return (try #require(bound), try #require(expiresAt))
+        }
+        let first = try await expiry()
+        #expect(first.bound == first.expiresAt)
+
+        clock.advance(.seconds(14 * 60))
+        try await store.turn("k", reporting: "b")
+        let trailing = try await expiry()
+        #expect(trailing.expiresAt == first.expiresAt + 14 * 60_000 && trailing.bound == first.bound)
+
+        clock.advance(.seconds(2 * 60))
+        _ = try await store.touch(.init(key: "k"), caller: alice)
+        let moved = try await expiry()
+        #expect(moved.expiresAt == first.expiresAt + 16 * 60_000 && moved.bound == moved.expiresAt)
+
+        clock.advance(.seconds(10 * 60))
+        try await store.turn("k", reporting: "c")
+        #expect(try await expiry().bound == moved.bound)
+        // A shorter TTL brings the expiry below the bound, which follows it down.
+        _ = try await store.update(.init(sessionId: id, ttlSeconds: 3600), caller: alice)
+        let shorter = try await expiry()
+        #expect(shorter.expiresAt < moved.bound && shorter.bound == shorter.expiresAt)
+
+        // Idle past the bound but not past the expiry: not expired, and the bound catches up.
+        clock.advance(.seconds(5 * 60))
+        try await store.turn("k", reporting: "d")
+        let last = try await expiry()
+        #expect(last.bound == shorter.bound && last.expiresAt == shorter.expiresAt + 5 * 60_000)
+        clock.advance(.seconds(57 * 60))
+        #expect(try await store.sweep().expired == 0)
+        #expect(try await expiry().bound == last.expiresAt)
+        #expect(try await store.get(.init(key: "k"), caller: alice).status == .active)
+        clock.advance(.seconds(3 * 60))
+        #expect(try await store.sweep().expired == 1)
+        #expect(try await store.get(.init(key: "k"), caller: alice).status == .expired)
+    }
+
     @Test func theCapNeverEvictsALeasedSession() async throws {
         let store = try makeStore { $0.maxSessionsPerTenant = 1 }
         _ = try await store.acquire(.init(key: "held"), caller: alice)

@@ -143,6 +143,8 @@ import Testing
         }
         #expect(try await log("live") == ["turn.complete", "lease.grant", "session.create"])
         #expect(try await log("gone") == ["session.delete", "lease.grant", "session.create"])
+        // Migration 0005 starts every live session's expiry bound at its expiry.
+        #expect(try await store.readValue(sql: "SELECT expiryBound = expiresAt FROM session WHERE id = 'live'") == true)
         // The next turn's rows (the session has expired by now: an expiry, a fresh start, a grant) extend the log.
         _ = try await store.acquire(.init(key: "k"), caller: alice)
         let extended = try await log("live")
