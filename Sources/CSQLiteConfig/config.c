@@ -156,6 +156,21 @@ int sessiond_sync_database_and_wal(void *db) {
     return rc == SQLITE_OK ? syncFile(db, SQLITE_FCNTL_JOURNAL_POINTER) : rc;
 }
 
+// MARK: - The WAL's length after each commit
+
+static int storeFrames(void *counter, sqlite3 *db, const char *name, int frames) {
+    (void)db;
+    (void)name;
+    *(int *)counter = frames;
+    return SQLITE_OK;
+}
+
+void sessiond_count_wal_frames(void *db, int *counter) {
+    if (db == NULL) return;
+    if (counter == NULL) sqlite3_wal_hook(db, NULL, NULL);
+    else sqlite3_wal_hook(db, storeFrames, counter);
+}
+
 // MARK: - For tests: one cache driven directly
 
 void *sessiond_page_cache_test_create(void) {

@@ -39,6 +39,10 @@ final class Checkpointer: Sendable {
     /// 4000 frames (five pairs, same throughput), and rose to 85–101 ms with 16000; 10,000 sessions
     /// did not change.
     static let restartFrames = 1000
+    /// WAL frames past which the writer runs its checkpoint after a commit without being asked: 32 MB. The
+    /// thread looks at the WAL once per pass, and a flood of large writes (about 250 MB/s of 60 KB messages
+    /// here) grew it by 30–60 MB between two passes, to 111 MB before the writer was asked.
+    static let writerLimitFrames = 8_000
 
     /// Whether the thread passes again at once instead of asking the writer to finish the checkpoint: while
     /// more than `settledFrames` arrived during the last pass, and fewer than during the one before. Passes

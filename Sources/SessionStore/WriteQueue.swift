@@ -1,3 +1,4 @@
+import CSQLiteConfig
 import Foundation
 import GRDB
 
@@ -123,11 +124,22 @@ final class WriteQueue: Sendable {
     private static func run(writer: any DatabaseWriter, shared: Shared, maxBatch: Int, checkpointer: Checkpointer?) {
         // Released before `exited` is signalled, so the file is closed by the time deinit returns.
         var writer: (any DatabaseWriter)? = writer
+        // The WAL's length after the last commit, kept by SQLite's WAL hook on this thread. Only with a
+        // checkpointer: without one, that hook is SQLite's automatic checkpoint.
+        let walFrames = UnsafeMutablePointer<CInt>.allocate(capacity: 1)
+        walFrames.pointee = 0
+        func countWALFrames(into counter: UnsafeMutablePointer<CInt>?) {
+            guard checkpointer != nil else { return }
+            try? writer!.writeWithoutTransaction { db in sessiond_count_wal_frames(UnsafeMutableRawPointer(db.sqliteConnection), counter) }
+        }
+        countWALFrames(into: walFrames)
         while true {
             shared.condition.lock()
             while shared.pending.isEmpty, !shared.stopped { shared.condition.wait() }
             if shared.pending.isEmpty, shared.stopped {
                 shared.condition.unlock()
+                countWALFrames(into: nil)
+                walFrames.deallocate()
                 writer = nil
                 shared.exited.signal()
                 return
@@ -136,9 +148,13 @@ final class WriteQueue: Sendable {
             let batch = Array(shared.pending.prefix(count))
             shared.pending.removeFirst(count)
             shared.condition.unlock()
-            if let checkpointer, checkpointer.writerShouldCheckpoint,
+            // Asked by the checkpointer, or past its limit: a checkpoint the thread's pass holds off fails with
+            // `SQLITE_BUSY`, and the next batch tries again.
+            if let checkpointer,
+                checkpointer.writerShouldCheckpoint || walFrames.pointee >= Checkpointer.writerLimitFrames,
                 (try? writer!.writeWithoutTransaction { db in try db.checkpoint(.passive) }) != nil
             {
+                walFrames.pointee = 0
                 checkpointer.writerDidCheckpoint()
             }
             do {

@@ -16,6 +16,11 @@ int sessiond_sqlite_configured(void);
 /// SQLite result code.
 int sessiond_sync_database_and_wal(void *db);
 
+/// After each commit of the connection `db` (a `sqlite3 *`), stores the number of frames in its WAL into
+/// `*counter`, on the committing thread; a NULL `counter` stops it. It replaces the connection's WAL hook,
+/// which is SQLite's automatic checkpoint unless `PRAGMA wal_autocheckpoint = 0`.
+void sessiond_count_wal_frames(void *db, int *counter);
+
 /// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
 /// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
 /// `rekey` moves a cached page to another key; `truncate` asks to drop every key from `limit` on; and
