@@ -63,10 +63,9 @@ public final class SessionDatabase: Sendable {
         self.writes = WriteQueue(writer: dbWriter, maxBatch: configuration.maxWriteBatch, checkpointer: checkpointer)
 
         let migrator = Schema.makeMigrator()
-        let superseded = try dbWriter.read { db in try migrator.hasBeenSuperseded(db) }
-        if superseded {
-            let applied = try dbWriter.read { db in try migrator.appliedIdentifiers(db) }
-            let unknown = applied.subtracting(Schema.migrationNames).sorted()
+        let applied = try dbWriter.read { db in try migrator.appliedIdentifiers(db) }
+        let unknown = applied.subtracting(Schema.migrationNames).sorted()
+        if !unknown.isEmpty {
             throw StoreOpenError(
                 description: """
                     the database\(path.map { " at \($0)" } ?? "") has a newer schema than this sessiond \
@@ -74,18 +73,16 @@ public final class SessionDatabase: Sendable {
                     """)
         }
         // A new file takes its whole schema at once; an existing one may take a while for its rows.
-        let applied = try dbWriter.read { db in try migrator.appliedIdentifiers(db) }
         let pending = Schema.migrationNames.filter { !applied.contains($0) }
+        let logged = !applied.isEmpty && !pending.isEmpty
         let started = ContinuousClock.now
-        if !applied.isEmpty, !pending.isEmpty {
+        if logged {
             logger.notice(
                 "migrating the schema; sessiond listens once this is done",
                 metadata: ["migrations": "\(pending.joined(separator: ", "))"])
         }
         try migrator.migrate(dbWriter)
-        if !applied.isEmpty, !pending.isEmpty {
-            logger.notice("schema migrated", metadata: ["took": "\(ContinuousClock.now - started)"])
-        }
+        if logged { logger.notice("schema migrated", metadata: ["took": "\(ContinuousClock.now - started)"]) }
         schemaVersion = try dbWriter.read { db in try migrator.appliedMigrations(db).last ?? "none" }
     }
 
