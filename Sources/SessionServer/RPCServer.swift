@@ -86,10 +86,12 @@ public final class RPCServer: Service, Sendable {
         logger.info("server stopped")
     }
 
-    /// A connection as the child-channel initializer hands it over.
+    /// A connection as the child-channel initializer hands it over: admitted and served by its
+    /// ``RequestHandler``, or refused.
     private struct Accepted: Sendable {
         var connection: Connection
-        var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        /// Completes when the connection has closed and none of its requests runs; `nil` when refused.
+        var finished: EventLoopFuture<Void>?
     }
 
     private typealias ServerChannel = NIOAsyncChannel<Accepted, Never>
@@ -99,24 +101,8 @@ public final class RPCServer: Service, Sendable {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<Accepted> = {
-            [configuration] channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: configuration.maxFrameBytes)
-                let budget = InboundBudget(limit: configuration.maxInFlightBytes, channel: channel)
-                try channel.pipeline.syncOperations.addHandler(InboundByteLimitHandler(budget: budget))
-                let connection = Connection(channel: channel, budget: budget)
-                try channel.pipeline.syncOperations.addHandler(
-                    IdleTimeoutHandler(
-                        timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
-                            + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
-                        connection: connection))
-                let asyncChannel = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                    wrappingChannelSynchronously: channel,
-                    configuration: NIOAsyncChannel.Configuration(
-                        backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
-                return Accepted(connection: connection, channel: asyncChannel)
-            }
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<Accepted> = { channel in
+            channel.eventLoop.makeCompletedFuture { try self.initialize(channel) }
         }
         if let tcp = configuration.tcp {
             let channel = try await bootstrap
@@ -137,6 +123,47 @@ public final class RPCServer: Service, Sendable {
         return bound
     }
 
+    /// Sets up a new connection's pipeline on its event loop, before it reads anything: admitted, it is
+    /// served by a ``RequestHandler``; over the limit or during shutdown, it is answered with an error and
+    /// closed.
+    private func initialize(_ channel: any Channel) throws -> Accepted {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addFrameCodec(maxFrameBytes: configuration.maxFrameBytes)
+        let budget = InboundBudget(limit: configuration.maxInFlightBytes, channel: channel)
+        let connection = Connection(channel: channel, budget: budget)
+        let admitted = state.withLock { state -> Bool in
+            guard state.connections.count < configuration.maxConnections, !shuttingDown.load(ordering: .relaxed)
+            else { return false }
+            state.connections[ObjectIdentifier(connection)] = connection
+            return true
+        }
+        guard admitted else {
+            let error =
+                shuttingDown.load(ordering: .relaxed)
+                ? SessionError(.shuttingDown, "the server is shutting down")
+                : SessionError(.overloaded, "too many connections (the limit is \(configuration.maxConnections))")
+            try pipeline.addHandler(RefusalHandler(response: Router.failure(id: nil, error)))
+            logger.info("connection refused", metadata: ["reason": "\(error.code)", "connection.peer": "\(connection.peer)"])
+            return Accepted(connection: connection, finished: nil)
+        }
+        connectionGauge.record(connectionCount)
+        var logger = self.logger
+        logger[metadataKey: "connection.peer"] = "\(connection.peer)"
+        try pipeline.addHandler(InboundByteLimitHandler(budget: budget))
+        try pipeline.addHandler(
+            IdleTimeoutHandler(
+                timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
+                    + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
+                connection: connection))
+        let handler = RequestHandler(
+            router: router, connection: connection, logger: logger, maxInFlight: configuration.maxInFlight,
+            maxFrameBytes: configuration.maxFrameBytes, isShuttingDown: { [weak self] in self?.isShuttingDown ?? true },
+            finished: channel.eventLoop.makePromise())
+        try pipeline.addHandler(handler)
+        logger.debug("connection opened")
+        return Accepted(connection: connection, finished: handler.finished.futureResult)
+    }
+
     private func accept(on listener: ServerChannel) async {
         do {
             try await listener.executeThenClose { inbound in
@@ -144,7 +171,8 @@ public final class RPCServer: Service, Sendable {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await accepted in inbound {
-                            group.addTask { await self.serve(accepted.channel, connection: accepted.connection) }
+                            guard let finished = accepted.finished else { continue }
+                            group.addTask { await self.serve(accepted.connection, until: finished) }
                         }
                     } catch {
                         self.logger.debug("listener closed", metadata: ["error": "\(error)"])
@@ -156,75 +184,13 @@ public final class RPCServer: Service, Sendable {
         }
     }
 
-    /// Serves one connection until it closes. Never throws: one connection cannot take the server down.
-    private func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, connection: Connection) async {
-        let id = ObjectIdentifier(connection)
-        let admitted = state.withLock { state -> Bool in
-            guard state.connections.count < configuration.maxConnections, !shuttingDown.load(ordering: .relaxed)
-            else { return false }
-            state.connections[id] = connection
-            return true
-        }
-        var connectionLogger = self.logger
-        connectionLogger[metadataKey: "connection.peer"] = "\(connection.peer)"
-        let logger = connectionLogger
-        guard admitted else {
-            let error =
-                shuttingDown.load(ordering: .relaxed)
-                ? SessionError(.shuttingDown, "the server is shutting down")
-                : SessionError(.overloaded, "too many connections (the limit is \(configuration.maxConnections))")
-            try? await channel.executeThenClose { _, outbound in
-                try await outbound.write(Router.failure(id: nil, error))
-            }
-            logger.info("connection refused", metadata: ["reason": "\(error.code)"])
-            return
-        }
+    /// Waits until an admitted connection has closed and its last request has ended, so that shutdown
+    /// returns only after every request is answered. Never throws: one connection cannot take the server down.
+    private func serve(_ connection: Connection, until finished: EventLoopFuture<Void>) async {
+        try? await finished.get()
+        state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
         connectionGauge.record(connectionCount)
-        defer {
-            state.withLock { _ = $0.connections.removeValue(forKey: id) }
-            connectionGauge.record(connectionCount)
-        }
-        logger.debug("connection opened")
-        let gate = InFlightGate(limit: configuration.maxInFlight)
-        do {
-            try await channel.executeThenClose { inbound, outbound in
-                await withDiscardingTaskGroup { group in
-                    do {
-                        for try await frame in inbound {
-                            // A peer that went away gets no more work done for it.
-                            guard channel.channel.isActive else {
-                                connection.answered(bytes: frame.readableBytes)
-                                continue
-                            }
-                            await gate.enter()
-                            group.addTask {
-                                if let response = await self.router.respond(
-                                    to: frame, connection: connection, logger: logger)
-                                {
-                                    try? await outbound.write(response)
-                                }
-                                gate.leave()
-                                let remaining = connection.answered(bytes: frame.readableBytes)
-                                if remaining == 0, self.shuttingDown.load(ordering: .relaxed) {
-                                    connection.close()
-                                }
-                            }
-                        }
-                    } catch let error as FrameError {
-                        logger.info("bad frame; closing", metadata: ["error": "\(error)"])
-                        try? await outbound.write(Router.failure(id: nil, error.sessionError))
-                    } catch is ByteToMessageDecoderError.PayloadTooLargeError {
-                        let error = SessionError(.tooLarge, "frame exceeds the maximum of \(self.configuration.maxFrameBytes) bytes")
-                        try? await outbound.write(Router.failure(id: nil, error))
-                    } catch {
-                        logger.debug("connection ended", metadata: ["error": "\(error)"])
-                    }
-                }
-            }
-        } catch {
-            logger.debug("connection closed with error", metadata: ["error": "\(error)"])
-        }
-        logger.debug("connection closed")
+        logger.debug("connection closed", metadata: ["connection.peer": "\(connection.peer)"])
     }
 
     /// Stops accepting, and closes connections that have nothing running; busy ones close when done.
@@ -242,3 +208,32 @@ public final class RPCServer: Service, Sendable {
     var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
 }
 
+
+/// Answers a connection that is not admitted with one error, then closes it.
+private final class RefusalHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let response: ByteBuffer
+
+    init(response: ByteBuffer) {
+        self.response = response
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { refuse(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        refuse(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    private func refuse(_ context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { [channel = context.channel] _ in
+            channel.close(promise: nil)
+        }
+    }
+}

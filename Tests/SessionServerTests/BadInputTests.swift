@@ -1,9 +1,12 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import SessionClient
 import SessionProtocol
 import SessionServer
 import SessionStore
 import SessionTesting
+import Synchronization
 import Testing
 
 /// Every kind of bad input named in the server issue, each against a real server on a real socket.
@@ -44,6 +47,28 @@ import Testing
             while let frame = await raw.nextFrame(timeout: .seconds(5)) { frames.append(frame) }
             #expect(frames.contains { ($0["id"] as? Int) == 1 && $0["result"] != nil })
             #expect(frames.contains { reason($0) == "invalid_request" })
+            raw.close()
+            try await assertStillServing(server)
+        }
+    }
+
+    @Test func requestsPipelinedBeforeAHalfCloseAreAllAnsweredThenTheConnectionCloses() async throws {
+        try await withTestServer(configure: { $0.maxInFlight = 2 }) { server in
+            let raw = try await RawConnection(port: server.port)
+            // Far more than may run at once, in one write, then end of input: those past the limit wait.
+            var bytes: [UInt8] = []
+            for index in 0..<50 {
+                let json = Array(#"{"jsonrpc":"2.0","id":\#(index),"method":"session.acquire","params":{"key":"k\#(index)"}}"#.utf8)
+                bytes += RawConnection.header(json.count) + json
+            }
+            try await raw.send(bytes)
+            try await raw.halfClose()
+            var answered: Set<Int> = []
+            while let frame = await raw.nextFrame(timeout: .seconds(10)) {
+                if frame["result"] != nil, let id = frame["id"] as? Int { answered.insert(id) }
+            }
+            #expect(answered == Set(0..<50))
+            #expect(await raw.waitForClose(timeout: .seconds(5)))
             raw.close()
             try await assertStillServing(server)
         }
@@ -153,6 +178,55 @@ import Testing
         }
     }
 
+    /// Answers wait in the server while the client does not read them, and their socket buffers are full:
+    /// the server must then stop taking new requests instead of running them and buffering every answer.
+    @Test func aClientThatStopsReadingItsAnswersStopsBeingServedUntilItReadsAgain() async throws {
+        let store = try SessionDatabase.inMemory()
+        try await withTestServer(store: store, configure: { $0.maxInFlight = 8 }) { server in
+            let answers = FrameCounter()
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.autoRead, value: false)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: 1 << 24)
+                        try channel.pipeline.syncOperations.addHandler(answers)
+                    }
+                }
+                .connect(host: "127.0.0.1", port: server.port).get()
+            // 1,000 acquires whose answers carry 60 KB of metadata each: 60 MB of answers, far more than the
+            // socket buffers hold.
+            let metadata = String(repeating: "x", count: 60_000)
+            let requests = 1000
+            for index in 0..<requests {
+                let json = #"{"jsonrpc":"2.0","id":\#(index),"method":"session.acquire","params":{"key":"k\#(index)","metadata":{"m":"\#(metadata)"}}}"#
+                channel.write(ByteBuffer(string: json), promise: nil)
+            }
+            channel.flush()
+            // Served until the count stops moving for half a second (or ten seconds pass).
+            var servedWhileNotReading = -1
+            for _ in 0..<20 {
+                try await Task.sleep(for: .milliseconds(500))
+                let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
+                if served == servedWhileNotReading { break }
+                servedWhileNotReading = served
+            }
+            #expect(servedWhileNotReading > 0)
+            #expect(servedWhileNotReading < requests / 2)
+            #expect(answers.count == 0)
+
+            try await channel.setOption(.autoRead, value: true).get()
+            channel.read()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while answers.count < requests, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(answers.count == requests)
+            let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
+            #expect(served == requests)
+            try await channel.close()
+        }
+    }
+
     @Test func aPipeliningClientThatNeverReadsIsHeldBackNotBuffered() async throws {
         try await withTestServer(configure: { $0.maxInFlight = 8 }) { server in
             let raw = try await RawConnection(port: server.port)
@@ -167,5 +241,18 @@ import Testing
             sender.cancel()
             raw.close()
         }
+    }
+}
+
+/// Counts the frames a test's raw client receives.
+private final class FrameCounter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let received = Atomic<Int>(0)
+
+    var count: Int { received.load(ordering: .relaxed) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received.add(1, ordering: .relaxed)
     }
 }
