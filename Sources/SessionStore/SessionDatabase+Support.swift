@@ -76,22 +76,41 @@ extension SessionDatabase {
             action: action, outcome: outcome, detail: detail, at: at)
     }
 
-    private func appendAudit(
-        _ db: Database, sessionPk: Int64?, tenant: String, actor: String, sessionId: String?, key: String?,
-        action: String, outcome: String, detail: [String: JSONValue], at: Int64
+    /// Appends an audit row about `row`'s session like ``audit(_:_:caller:action:outcome:detail:at:)``, but
+    /// leaves making it the session's newest to the caller's own `UPDATE session`, which must set
+    /// `lastAuditId` to `row.lastAuditId`: a turn's acquire and complete each save a statement this way.
+    /// `row.lastAuditId` must be current: nothing but this may have audited the session since `row` was read.
+    func auditLinkedByCaller(
+        _ db: Database, _ row: inout SessionRow, caller: Caller, action: String, outcome: String = "ok",
+        detail: [String: JSONValue] = [:], at: Int64
     ) throws {
+        row.lastAuditId = try appendAudit(
+            db, sessionPk: row.pk, previous: row.lastAuditId, linkNow: false, tenant: row.tenant, actor: caller.actor,
+            sessionId: row.id, key: row.key, action: action, outcome: outcome, detail: detail, at: at)
+    }
+
+    /// Inserts the row and returns its id. Its `prevId` is `previous`, else the session's `lastAuditId` as
+    /// stored (SQLite's `COALESCE` evaluates the subquery only when `previous` is `NULL`, and then it is also
+    /// `NULL` when `previous` was current).
+    @discardableResult
+    private func appendAudit(
+        _ db: Database, sessionPk: Int64?, previous: Int64? = nil, linkNow: Bool = true, tenant: String,
+        actor: String, sessionId: String?, key: String?, action: String, outcome: String,
+        detail: [String: JSONValue], at: Int64
+    ) throws -> Int64 {
         try db.cachedStatement(
             sql: """
                 INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail, prevId)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT lastAuditId FROM session WHERE pk = ?))
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, (SELECT lastAuditId FROM session WHERE pk = ?)))
                 """
         ).run(
             at, tenant, actor, sessionId, key, action, outcome, detail.isEmpty ? "{}" : JSONText.encode(detail),
-            sessionPk)
-        if let sessionPk {
-            try db.cachedStatement(sql: "UPDATE session SET lastAuditId = ? WHERE pk = ?")
-                .run(db.lastInsertedRowID, sessionPk)
+            previous, sessionPk)
+        let id = db.lastInsertedRowID
+        if let sessionPk, linkNow {
+            try db.cachedStatement(sql: "UPDATE session SET lastAuditId = ? WHERE pk = ?").run(id, sessionPk)
         }
+        return id
     }
 
     /// Adds a turn's changes to the tenant's counters shown by `stats`, in one statement.

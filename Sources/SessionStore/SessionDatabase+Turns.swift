@@ -85,16 +85,17 @@ extension SessionDatabase {
                 UUID().uuidString.lowercased(), caller.tenant, params.key, params.tool ?? "claude", params.cwd, now,
                 now, now + ttlMs, ttlMs / 1000, metadata ?? "{}", params.labels.map(JSONText.encode) ?? "[]")
             row = try db.sessionRow(pk: db.lastInsertedRowID)!
-            try audit(db, row, caller: caller, action: "session.create", at: now)
+            try auditLinkedByCaller(db, &row, caller: caller, action: "session.create", at: now)
             created = true
         }
 
         if row.hasLiveLease(now: now) {
             return .held(holder: row.leaseHolder ?? "", expiresAt: row.leaseExpiresAt ?? now, sessionId: row.id)
         }
+        // Every audit row from here on becomes the session's newest through the UPDATE below.
         if row.leaseToken != nil {
-            try audit(
-                db, row, caller: caller, action: "lease.takeover",
+            try auditLinkedByCaller(
+                db, &row, caller: caller, action: "lease.takeover",
                 detail: ["previousHolder": .string(row.leaseHolder ?? ""), "previousFence": .number(Double(row.leaseFence))],
                 at: now)
         }
@@ -105,10 +106,10 @@ extension SessionDatabase {
         var pendingFresh = row.pendingFresh
         if status == .closed {
             (status, head, pendingFresh) = (.active, nil, .stale)
-            try audit(db, row, caller: caller, action: "session.update", detail: ["status": "active", "cause": "reopened"], at: now)
+            try auditLinkedByCaller(db, &row, caller: caller, action: "session.update", detail: ["status": "active", "cause": "reopened"], at: now)
         } else if status == .expired || (status == .active && row.expiresAt <= now) {
             if status == .active {
-                try audit(db, row, caller: caller, action: "session.expire", detail: ["idleSince": .string(WireJSON.formatDate(Date(ms: row.lastUsedAt)))], at: now)
+                try auditLinkedByCaller(db, &row, caller: caller, action: "session.expire", detail: ["idleSince": .string(WireJSON.formatDate(Date(ms: row.lastUsedAt)))], at: now)
             }
             (status, head, pendingFresh) = (.active, nil, .expired)
         }
@@ -128,29 +129,29 @@ extension SessionDatabase {
         let lease = Lease(
             token: token, fence: row.leaseFence + 1, holder: params.holder ?? caller.actor,
             expiresAt: Date(ms: now + leaseMs))
+        var grantDetail: [String: JSONValue] = [
+            "fence": .number(Double(lease.fence)), "holder": .string(lease.holder),
+            "decision": .string(decision.action.rawValue),
+        ]
+        if let id = decision.cliSessionId { grantDetail["cliSessionId"] = .string(id) }
+        try auditLinkedByCaller(db, &row, caller: caller, action: "lease.grant", detail: grantDetail, at: now)
+        if let reason = decision.reason {
+            try auditLinkedByCaller(db, &row, caller: caller, action: "fresh_start", detail: ["cause": .string(reason.rawValue)], at: now)
+            try count(db, tenant: caller.tenant, CounterDelta(freshStarts: 1))
+        }
+
         let ttl = created ? ttlMs : Int64(row.ttlSeconds) * 1000
         try setStatus(db, row, status)
         try db.cachedStatement(
             sql: """
                 UPDATE session SET cliSessionId = ?, pendingFresh = ?, turnMode = ?, leaseToken = ?,
                     leaseHolder = ?, leaseFence = ?, leaseExpiresAt = ?, lastUsedAt = ?, expiresAt = ?,
-                    cwd = COALESCE(?, cwd)
+                    cwd = COALESCE(?, cwd), lastAuditId = ?
                 WHERE pk = ?
                 """
         ).run(
             head, pendingFresh?.rawValue, mode.rawValue, lease.token, lease.holder, lease.fence,
-            now + leaseMs, now, now + ttl, params.cwd, row.pk)
-
-        var grantDetail: [String: JSONValue] = [
-            "fence": .number(Double(lease.fence)), "holder": .string(lease.holder),
-            "decision": .string(decision.action.rawValue),
-        ]
-        if let id = decision.cliSessionId { grantDetail["cliSessionId"] = .string(id) }
-        try audit(db, row, caller: caller, action: "lease.grant", detail: grantDetail, at: now)
-        if let reason = decision.reason {
-            try audit(db, row, caller: caller, action: "fresh_start", detail: ["cause": .string(reason.rawValue)], at: now)
-            try count(db, tenant: caller.tenant, CounterDelta(freshStarts: 1))
-        }
+            now + leaseMs, now, now + ttl, params.cwd, row.lastAuditId, row.pk)
 
         var transcript: TranscriptState?
         if let id = decision.cliSessionId,
@@ -246,6 +247,7 @@ extension SessionDatabase {
 
         let result = try await writeSession(params.sessionId, caller: caller, action: SessionComplete.name) {
             db, row, now in
+            var row = row
             try self.checkLease(row, params.lease, now: now)
             var status = row.status
             var head = row.cliSessionId
@@ -352,7 +354,8 @@ extension SessionDatabase {
             let keep = params.keepLease ?? false
             // One audit row for the turn; the lease's release is part of it.
             auditDetail["leaseReleased"] = .bool(!keep)
-            try self.audit(db, row, caller: caller, action: auditAction, outcome: auditOutcome, detail: auditDetail, at: now)
+            try self.auditLinkedByCaller(
+                db, &row, caller: caller, action: auditAction, outcome: auditOutcome, detail: auditDetail, at: now)
             try self.count(db, tenant: row.tenant, delta)
             try self.setStatus(db, row, status)
             try db.cachedStatement(
@@ -365,14 +368,15 @@ extension SessionDatabase {
                         expiresAt = ? + ttlSeconds * 1000,
                         leaseToken = CASE WHEN ? THEN leaseToken END,
                         leaseHolder = CASE WHEN ? THEN leaseHolder END,
-                        leaseExpiresAt = CASE WHEN ? THEN ? END
+                        leaseExpiresAt = CASE WHEN ? THEN ? END,
+                        lastAuditId = ?
                     WHERE pk = ?
                     """
             ).run(
                 head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
                 lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost, messageCount,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
-                row.pk)
+                row.lastAuditId, row.pk)
             // The row as just written, without reading it back.
             var updated = row
             (updated.status, updated.cliSessionId, updated.turnMode) = (status, head, keep ? mode : nil)

@@ -8,7 +8,7 @@ struct SessionRow: Sendable {
         pk, id, tenant, key, tool, cwd, cliSessionId, status, createdAt, lastUsedAt, expiresAt, ttlSeconds, \
         turnCount, resumeAttempts, resumeSuccesses, consecutiveFailures, totalFailures, lastFailureReason, \
         costUsd, cliCostUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, \
-        forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt
+        forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt, lastAuditId
         """
 
     var pk: Int64
@@ -45,6 +45,13 @@ struct SessionRow: Sendable {
     var leaseHolder: String?
     var leaseFence: Int64
     var leaseExpiresAt: Int64?
+    /// The session's newest audit row (schema 0004).
+    var lastAuditId: Int64?
+
+    /// The lookups of one row, built once: they run in every turn.
+    static let byID = "SELECT \(columns) FROM session WHERE id = ?"
+    static let byKey = "SELECT \(columns) FROM session WHERE tenant = ? AND key = ?"
+    static let byPk = "SELECT \(columns) FROM session WHERE pk = ?"
 
     /// The row the statement is on, read column by column in the order of ``columns``.
     /// A NULL in a NOT NULL column (which the schema rules out) reads as the column's default.
@@ -84,6 +91,7 @@ struct SessionRow: Sendable {
         leaseHolder = column(31)
         leaseFence = column(32) ?? 0
         leaseExpiresAt = column(33)
+        lastAuditId = column(34)
     }
 
     /// Whether a lease is held and unexpired at `now`.
@@ -165,17 +173,16 @@ enum JSONText {
 extension Database {
     /// The session row with this public id in any tenant.
     func sessionRow(id: String) throws -> SessionRow? {
-        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE id = ?").first(id, read: SessionRow.init)
+        try cachedStatement(sql: SessionRow.byID).first(id, read: SessionRow.init)
     }
 
     /// The session row for a tenant's key.
     func sessionRow(tenant: String, key: String) throws -> SessionRow? {
-        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE tenant = ? AND key = ?")
-            .first(tenant, key, read: SessionRow.init)
+        try cachedStatement(sql: SessionRow.byKey).first(tenant, key, read: SessionRow.init)
     }
 
     func sessionRow(pk: Int64) throws -> SessionRow? {
-        try cachedStatement(sql: "SELECT \(SessionRow.columns) FROM session WHERE pk = ?").first(pk, read: SessionRow.init)
+        try cachedStatement(sql: SessionRow.byPk).first(pk, read: SessionRow.init)
     }
 
     /// The session rows of a `SELECT \(SessionRow.columns) …` statement. A one-column cursor steps the
