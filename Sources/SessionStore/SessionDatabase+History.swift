@@ -10,7 +10,7 @@ extension SessionDatabase {
         return try await writeSession(params.sessionId, caller: caller, action: MessagesAppend.name) { db, row, now in
             if let lease = params.lease { try self.checkLease(row, lease, now: now) }
             try self.insertMessages(db, sessionPk: row.pk, after: row.messageCount, params.messages, now: now)
-            try db.cachedStatement(sql: "UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
+            try db.statement("UPDATE session SET messageCount = messageCount + ? WHERE pk = ?")
                 .run(params.messages.count, row.pk)
             return MessagesAppend.Result(firstSeq: row.messageCount + 1, lastSeq: row.messageCount + params.messages.count)
         }
@@ -31,13 +31,11 @@ extension SessionDatabase {
                     content: column(2) ?? "", inputTokens: column(3), outputTokens: column(4), at: Date(ms: column(5) ?? 0))
             }
             if let tail = params.tail {
-                let messages = try db.cachedStatement(
-                    sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"
+                let messages = try db.cachedStatement(sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"
                 ).all(row.pk, tail, read: message)
                 return MessagesList.Result(messages: messages.reversed(), nextAfterSeq: nil)
             }
-            let rows = try db.cachedStatement(
-                sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"
+            let rows = try db.cachedStatement(sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"
             ).all(row.pk, params.afterSeq ?? 0, limit + 1, read: message)
             let page = Array(rows.prefix(limit))
             return MessagesList.Result(messages: page, nextAfterSeq: rows.count > limit ? page.last?.seq : nil)
@@ -55,7 +53,7 @@ extension SessionDatabase {
         return try await writeSession(params.sessionId, caller: caller, action: TranscriptAppend.name) { db, row, now in
             try self.checkLease(row, params.lease, now: now)
             let size = try Int.fetchOne(
-                db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
+                db.statement("SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
                 arguments: [row.pk, params.cliSessionId]) ?? 0
             guard params.offset <= size else {
                 throw SessionError(
@@ -73,16 +71,14 @@ extension SessionDatabase {
                     "the session's transcripts would reach \(row.transcriptBytes + fresh.count) bytes; the cap is \(cap)",
                     detail: ["cap": .number(Double(cap)), "stored": .number(Double(row.transcriptBytes))])
             }
-            try db.cachedStatement(
-                sql: """
+            try db.statement("""
                     INSERT INTO transcript(sessionPk, cliSessionId, size, updatedAt) VALUES (?, ?, ?, ?)
                     ON CONFLICT(sessionPk, cliSessionId) DO UPDATE SET size = excluded.size, updatedAt = excluded.updatedAt
                     """
             ).execute(arguments: [row.pk, params.cliSessionId, size + fresh.count, now])
-            try db.cachedStatement(
-                sql: "INSERT INTO transcriptChunk(sessionPk, cliSessionId, start, data) VALUES (?, ?, ?, ?)"
+            try db.statement("INSERT INTO transcriptChunk(sessionPk, cliSessionId, start, data) VALUES (?, ?, ?, ?)"
             ).execute(arguments: [row.pk, params.cliSessionId, size, Data(fresh)])
-            try db.cachedStatement(sql: "UPDATE session SET transcriptBytes = transcriptBytes + ? WHERE pk = ?")
+            try db.statement("UPDATE session SET transcriptBytes = transcriptBytes + ? WHERE pk = ?")
                 .execute(arguments: [fresh.count, row.pk])
             try self.audit(
                 db, row, caller: caller, action: "transcript.append",
@@ -102,7 +98,7 @@ extension SessionDatabase {
         return try await readSession(params.sessionId, caller: caller, action: TranscriptRead.name) { db, row in
             guard let cliSessionId = params.cliSessionId ?? row.cliSessionId,
                 let size = try Int.fetchOne(
-                    db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
+                    db.statement("SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?"),
                     arguments: [row.pk, cliSessionId])
             else { throw SessionError.notFound("transcript") }
             let start = params.offset ?? 0
@@ -112,8 +108,7 @@ extension SessionDatabase {
             let end = min(size, start + (params.limit ?? maxChunk))
             var bytes = Data(capacity: end - start)
             let chunks = try Row.fetchCursor(
-                db.cachedStatement(
-                    sql: """
+                db.statement("""
                         SELECT start, data FROM transcriptChunk
                         WHERE sessionPk = ? AND cliSessionId = ? AND start < ? AND start + length(data) > ?
                         ORDER BY start
@@ -150,13 +145,11 @@ extension SessionDatabase {
             if let sessionId = params.sessionId {
                 rows = try Self.sessionAudit(
                     db, tenant: caller.tenant, sessionId: sessionId, before: cursor, limit: limit + 1,
-                    statement: db.cachedStatement(
-                        sql: "SELECT \(columns), prevId, \(filter) FROM audit WHERE id = ? AND tenant = ? AND sessionId = ?"),
+                    statement: db.cachedStatement(sql: "SELECT \(columns), prevId, \(filter) FROM audit WHERE id = ? AND tenant = ? AND sessionId = ?"),
                     filterArguments: filterArguments)
             } else {
                 rows = try Row.fetchAll(
-                    db.cachedStatement(
-                        sql: "SELECT \(columns) FROM audit WHERE tenant = ? AND id < ? AND \(filter) ORDER BY id DESC LIMIT ?"),
+                    db.cachedStatement(sql: "SELECT \(columns) FROM audit WHERE tenant = ? AND id < ? AND \(filter) ORDER BY id DESC LIMIT ?"),
                     arguments: [caller.tenant, cursor] + filterArguments + [limit + 1])
             }
             let entries = rows.prefix(limit).map { row in
@@ -186,14 +179,13 @@ extension SessionDatabase {
         if cursor != Int64.max, let row = try link(cursor) {
             next = row[9]
         } else if let session = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT lastAuditId FROM session WHERE id = ? AND tenant = ?"),
+            db.statement("SELECT lastAuditId FROM session WHERE id = ? AND tenant = ?"),
             arguments: [sessionId, tenant])
         {
             next = session[0]
         } else {
             next = try Int64.fetchOne(
-                db.cachedStatement(
-                    sql: """
+                db.statement("""
                         SELECT max(id) FROM audit WHERE tenant = ? AND sessionId = ?
                         AND (action = 'session.delete' OR action = 'session.evict' OR action = 'session.purge')
                         """),
@@ -215,15 +207,14 @@ extension SessionDatabase {
         return try await read { db in
             var byStatus = Dictionary(uniqueKeysWithValues: SessionStatus.allCases.map { ($0.rawValue, 0) })
             for row in try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT status, count FROM tenantStatus WHERE tenant = ?"),
+                db.statement("SELECT status, count FROM tenantStatus WHERE tenant = ?"),
                 arguments: [caller.tenant])
             {
                 byStatus[row[0]] = row[1]
             }
             var counters: [String: Int] = [:]
             if let row = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
+                db.statement("""
                         SELECT turns, turnErrors, resumeAttempts, resumeSuccesses, resumeFailures, freshStarts
                         FROM tenantCounter WHERE tenant = ?
                         """),
@@ -233,8 +224,7 @@ extension SessionDatabase {
                     counters[name] = row[index]
                 }
             }
-            let reasons = try db.cachedStatement(
-                sql: "SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5"
+            let reasons = try db.statement("SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5"
             ).all(caller.tenant) { RegistryStats.Reason(reason: String($0, column: 0), count: Int($0, column: 1)) }
 
             // Ages by creation day; the newest day is split no finer than a day.
@@ -243,7 +233,7 @@ extension SessionDatabase {
                 ("1d", 1, 0), ("7d", 7, 0), ("30d", 30, 0), ("90d", 90, 0), ("older", Int64.max, 0),
             ]
             for row in try Row.fetchAll(
-                db.cachedStatement(sql: "SELECT day, count FROM tenantCreatedDay WHERE tenant = ? AND count > 0"),
+                db.statement("SELECT day, count FROM tenantCreatedDay WHERE tenant = ? AND count > 0"),
                 arguments: [caller.tenant])
             {
                 let age = today - (row[0] as Int64)

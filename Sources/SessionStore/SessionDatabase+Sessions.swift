@@ -65,8 +65,7 @@ extension SessionDatabase {
         let id = try await resolveID(params.selector, caller: caller)
         return try await writeSession(id, caller: caller, action: SessionTouch.name) { db, row, now in
             let ttl = ttlMs ?? Int64(row.ttlSeconds) * 1000
-            try db.cachedStatement(
-                sql: "UPDATE session SET lastUsedAt = ?, ttlSeconds = ?, expiresAt = ? WHERE pk = ?"
+            try db.statement("UPDATE session SET lastUsedAt = ?, ttlSeconds = ?, expiresAt = ? WHERE pk = ?"
             ).execute(arguments: [now, ttl / 1000, now + ttl, row.pk])
             return try db.sessionRow(pk: row.pk)!.info(now: now)
         }
@@ -136,7 +135,7 @@ extension SessionDatabase {
             try self.audit(
                 db, row, caller: caller, action: "session.delete",
                 detail: ["force": .bool(params.force == true), "messages": .number(Double(row.messageCount))], at: now)
-            try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [row.pk])
+            try db.statement("DELETE FROM session WHERE pk = ?").execute(arguments: [row.pk])
             return Self.waitName(tenant: row.tenant, key: row.key)
         }
         leaseWaiters.notify(waitName)
@@ -188,8 +187,7 @@ extension SessionDatabase {
     public func history(_ params: SessionHistory.Params, caller: Caller) async throws -> [ChainLink] {
         try await readSession(params.sessionId, caller: caller, action: SessionHistory.name) { db, row in
             try Row.fetchAll(
-                db.cachedStatement(
-                    sql: "SELECT seq, cliSessionId, reason, at FROM chainLink WHERE sessionPk = ? ORDER BY seq"),
+                db.statement("SELECT seq, cliSessionId, reason, at FROM chainLink WHERE sessionPk = ? ORDER BY seq"),
                 arguments: [row.pk]
             ).map { row in
                 ChainLink(
@@ -212,7 +210,7 @@ extension SessionDatabase {
         try Validate.name(key, field: "key", maxBytes: configuration.maxKeyBytes)
         return try await read { db in
             guard let id = try String.fetchOne(
-                db.cachedStatement(sql: "SELECT id FROM session WHERE tenant = ? AND key = ?"),
+                db.statement("SELECT id FROM session WHERE tenant = ? AND key = ?"),
                 arguments: [caller.tenant, key])
             else { throw SessionError.notFound("session") }
             return id

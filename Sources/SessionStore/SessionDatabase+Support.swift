@@ -60,7 +60,7 @@ extension SessionDatabase {
     ) throws {
         let sessionPk = try sessionId.flatMap { id in
             try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT pk FROM session WHERE id = ? AND tenant = ?"), arguments: [id, tenant])
+                db.statement("SELECT pk FROM session WHERE id = ? AND tenant = ?"), arguments: [id, tenant])
         }
         try appendAudit(
             db, sessionPk: sessionPk, tenant: tenant, actor: actor, sessionId: sessionId, key: key, action: action,
@@ -98,8 +98,7 @@ extension SessionDatabase {
         actor: String, sessionId: String?, key: String?, action: String, outcome: String,
         detail: [String: JSONValue], at: Int64
     ) throws -> Int64 {
-        try db.cachedStatement(
-            sql: """
+        try db.statement("""
                 INSERT INTO audit(at, tenant, actor, sessionId, key, action, outcome, detail, prevId)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, (SELECT lastAuditId FROM session WHERE pk = ?)))
                 """
@@ -108,15 +107,14 @@ extension SessionDatabase {
             previous, sessionPk)
         let id = db.lastInsertedRowID
         if let sessionPk, linkNow {
-            try db.cachedStatement(sql: "UPDATE session SET lastAuditId = ? WHERE pk = ?").run(id, sessionPk)
+            try db.statement("UPDATE session SET lastAuditId = ? WHERE pk = ?").run(id, sessionPk)
         }
         return id
     }
 
     /// Adds a turn's changes to the tenant's counters shown by `stats`, in one statement.
     func count(_ db: Database, tenant: String, _ delta: CounterDelta) throws {
-        try db.cachedStatement(
-            sql: """
+        try db.statement("""
                 INSERT INTO tenantCounter(tenant, turns, turnErrors, resumeAttempts, resumeSuccesses, resumeFailures,
                                           freshStarts)
                 VALUES (?, ?, ?, ?, ?, ?, ?)

@@ -92,7 +92,7 @@ extension SessionDatabase {
 
     /// The tenants that have sessions: the expiry indexes are per tenant.
     private func tenants(_ db: Database) throws -> [String] {
-        try String.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT tenant FROM tenantStatus WHERE count > 0"))
+        try String.fetchAll(db.statement("SELECT DISTINCT tenant FROM tenantStatus WHERE count > 0"))
     }
 
     private func expireSessions(_ db: Database, now: Int64, limit: Int) throws -> Int {

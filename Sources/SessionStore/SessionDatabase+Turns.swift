@@ -75,8 +75,7 @@ extension SessionDatabase {
             row = existing
         } else {
             try evictIfAtCap(db, caller: caller, now: now)
-            try db.cachedStatement(
-                sql: """
+            try db.statement("""
                     INSERT INTO session(id, tenant, key, tool, cwd, createdAt, lastUsedAt, expiresAt, ttlSeconds,
                                         metadata, labels)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -142,8 +141,7 @@ extension SessionDatabase {
 
         let ttl = created ? ttlMs : Int64(row.ttlSeconds) * 1000
         try setStatus(db, row, status)
-        try db.cachedStatement(
-            sql: """
+        try db.statement("""
                 UPDATE session SET cliSessionId = ?, pendingFresh = ?, turnMode = ?, leaseToken = ?,
                     leaseHolder = ?, leaseFence = ?, leaseExpiresAt = ?, lastUsedAt = ?, expiresAt = ?,
                     cwd = COALESCE(?, cwd), lastAuditId = ?
@@ -155,7 +153,7 @@ extension SessionDatabase {
 
         var transcript: TranscriptState?
         if let id = decision.cliSessionId,
-            let size = try db.cachedStatement(sql: "SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?")
+            let size = try db.statement("SELECT size FROM transcript WHERE sessionPk = ? AND cliSessionId = ?")
                 .first(row.pk, id, read: { Int($0, column: 0) }), size > 0
         {
             transcript = TranscriptState(cliSessionId: id, size: size)
@@ -174,7 +172,7 @@ extension SessionDatabase {
     /// closest to expiry (dormant ones first).
     private func evictIfAtCap(_ db: Database, caller: Caller, now: Int64) throws {
         let count = try Int.fetchOne(
-            db.cachedStatement(sql: "SELECT COALESCE(SUM(count), 0) FROM tenantStatus WHERE tenant = ?"),
+            db.statement("SELECT COALESCE(SUM(count), 0) FROM tenantStatus WHERE tenant = ?"),
             arguments: [caller.tenant]) ?? 0
         guard count >= configuration.maxSessionsPerTenant else { return }
         guard let victim = try evictionCandidates(db, tenant: caller.tenant, now: now, limit: 1).first else {
@@ -185,7 +183,7 @@ extension SessionDatabase {
         try audit(
             db, victim, caller: caller, action: "session.evict",
             detail: ["cause": "tenant_cap", "cap": .number(Double(configuration.maxSessionsPerTenant))], at: now)
-        try db.cachedStatement(sql: "DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
+        try db.statement("DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
     }
 
     /// Sets a session's status in a statement of its own, only when it changes: the turn's own updates leave
@@ -193,7 +191,7 @@ extension SessionDatabase {
     /// (`session_live_expiry`, `session_dormant_expiry`), a random page each, even when its value stays.
     func setStatus(_ db: Database, _ row: SessionRow, _ status: SessionStatus) throws {
         guard status != row.status else { return }
-        try db.cachedStatement(sql: "UPDATE session SET status = ? WHERE pk = ?").run(status.rawValue, row.pk)
+        try db.statement("UPDATE session SET status = ? WHERE pk = ?").run(status.rawValue, row.pk)
     }
 
     /// The sessions a tenant over its cap gives up first: no live lease, expired and closed ones before live
@@ -287,8 +285,7 @@ extension SessionDatabase {
                     status = .active
                 }
                 if let chainReason {
-                    try db.cachedStatement(
-                        sql: """
+                    try db.statement("""
                             INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at)
                             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chainLink WHERE sessionPk = ?), ?, ?, ?)
                             """
@@ -334,8 +331,7 @@ extension SessionDatabase {
                 ]
                 delta.resumeAttempts = 1
                 delta.resumeFailures = 1
-                try db.cachedStatement(
-                    sql: """
+                try db.statement("""
                         INSERT INTO tenantFailureReason(tenant, reason, count) VALUES (?, ?, 1)
                         ON CONFLICT(tenant, reason) DO UPDATE SET count = count + 1
                         """
@@ -358,8 +354,7 @@ extension SessionDatabase {
                 db, &row, caller: caller, action: auditAction, outcome: auditOutcome, detail: auditDetail, at: now)
             try self.count(db, tenant: row.tenant, delta)
             try self.setStatus(db, row, status)
-            try db.cachedStatement(
-                sql: """
+            try db.statement("""
                     UPDATE session SET cliSessionId = ?, turnMode = ?, consecutiveFailures = ?,
                         resumeAttempts = ?, resumeSuccesses = ?, totalFailures = ?, lastFailureReason = ?,
                         pendingFresh = ?, forkPending = ?, turnCount = ?, costUsd = costUsd + ?, cliCostUsd = ?,
@@ -441,7 +436,7 @@ extension SessionDatabase {
             max: configuration.maxLease)
         return try await writeSession(params.sessionId, caller: caller, action: SessionRenew.name) { db, row, now in
             try self.checkLease(row, params.lease, now: now)
-            try db.cachedStatement(sql: "UPDATE session SET leaseExpiresAt = ?, lastUsedAt = ? WHERE pk = ?")
+            try db.statement("UPDATE session SET leaseExpiresAt = ?, lastUsedAt = ? WHERE pk = ?")
                 .run(now + leaseMs, now, row.pk)
             return SessionRenew.Result(
                 lease: Lease(
@@ -462,8 +457,7 @@ extension SessionDatabase {
                 try self.checkLease(row, params.lease, now: now)
                 return (false, name)
             }
-            try db.cachedStatement(
-                sql: "UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?"
+            try db.statement("UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?"
             ).run(row.pk)
             try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
             return (true, name)
@@ -474,8 +468,7 @@ extension SessionDatabase {
 
     /// Inserts messages numbered after `last`; the caller updates `session.messageCount`.
     func insertMessages(_ db: Database, sessionPk: Int64, after last: Int, _ messages: [NewMessage], now: Int64) throws {
-        let insert = try db.cachedStatement(
-            sql: """
+        let insert = try db.statement("""
                 INSERT INTO message(sessionPk, seq, role, content, inputTokens, outputTokens, at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)

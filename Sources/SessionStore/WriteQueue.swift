@@ -88,16 +88,16 @@ final class WriteQueue: Sendable {
     /// Runs `operation` in a savepoint of the batch's transaction, rolled back alone if it throws. The
     /// statements are cached: GRDB's `inSavepoint` would compile them again for every operation.
     private static func inSavepoint<T>(_ db: Database, _ operation: () throws -> T) throws -> T {
-        try db.cachedStatement(sql: "SAVEPOINT operation").execute()
+        try db.statement("SAVEPOINT operation").execute()
         do {
             let value = try operation()
-            try db.cachedStatement(sql: "RELEASE SAVEPOINT operation").execute()
+            try db.statement("RELEASE SAVEPOINT operation").execute()
             return value
         } catch {
             // After SQLite aborted the whole transaction there is no savepoint left to roll back to.
             if db.isInsideTransaction {
-                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT operation").execute()
-                try db.cachedStatement(sql: "RELEASE SAVEPOINT operation").execute()
+                try db.statement("ROLLBACK TO SAVEPOINT operation").execute()
+                try db.statement("RELEASE SAVEPOINT operation").execute()
             }
             throw error
         }
@@ -133,15 +133,27 @@ final class WriteQueue: Sendable {
             try? writer!.writeWithoutTransaction { db in sessiond_count_wal_frames(UnsafeMutableRawPointer(db.sqliteConnection), counter) }
         }
         countWALFrames(into: walFrames)
+        // This thread's statements; released before the connection is.
+        let statements = try? writer!.writeWithoutTransaction { db in WriterStatements(db) }
+        WriterStatements.$current.withValue(statements) {
+            serve(writer!, shared: shared, maxBatch: maxBatch, checkpointer: checkpointer, walFrames: walFrames)
+        }
+        countWALFrames(into: nil)
+        walFrames.deallocate()
+        writer = nil
+        shared.exited.signal()
+    }
+
+    /// Runs batches until the queue is stopped and empty.
+    private static func serve(
+        _ writer: any DatabaseWriter, shared: Shared, maxBatch: Int, checkpointer: Checkpointer?,
+        walFrames: UnsafeMutablePointer<CInt>
+    ) {
         while true {
             shared.condition.lock()
             while shared.pending.isEmpty, !shared.stopped { shared.condition.wait() }
             if shared.pending.isEmpty, shared.stopped {
                 shared.condition.unlock()
-                countWALFrames(into: nil)
-                walFrames.deallocate()
-                writer = nil
-                shared.exited.signal()
                 return
             }
             let count = min(shared.pending.count, maxBatch)
@@ -152,16 +164,16 @@ final class WriteQueue: Sendable {
             // `SQLITE_BUSY`, and the next batch tries again.
             if let checkpointer,
                 checkpointer.writerShouldCheckpoint || walFrames.pointee >= Checkpointer.writerLimitFrames,
-                (try? writer!.writeWithoutTransaction { db in try db.checkpoint(.passive) }) != nil
+                (try? writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }) != nil
             {
                 walFrames.pointee = 0
                 checkpointer.writerDidCheckpoint()
             }
             do {
                 do {
-                    try writer!.write { db in try apply(batch, to: db, savepoints: false) }
+                    try writer.write { db in try apply(batch, to: db, savepoints: false) }
                 } catch is FailedAfterChanges {
-                    try writer!.write { db in try apply(batch, to: db, savepoints: true) }
+                    try writer.write { db in try apply(batch, to: db, savepoints: true) }
                 }
                 checkpointer?.didCommit()
                 for pending in batch { pending.finish(nil) }

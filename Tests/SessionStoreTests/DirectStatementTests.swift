@@ -71,6 +71,27 @@ import Testing
             #expect(db.isInsideTransaction)
         }
     }
+    /// The writer's statements are its connection's own, found again by their literal; any other connection
+    /// gets statements of its own from GRDB's cache, even on the writer's thread.
+    @Test func writerStatementsServeOnlyTheirConnection() throws {
+        let writer = try makeQueue()
+        let other = try makeQueue()
+        let statements = try writer.writeWithoutTransaction { db in WriterStatements(db) }
+        try WriterStatements.$current.withValue(statements) {
+            try writer.write { db in
+                let first = try db.statement("SELECT name FROM t WHERE id = ?")
+                #expect(try db.statement("SELECT name FROM t WHERE id = ?") === first)
+                #expect(sqlite3_db_handle(first.sqliteStatement) == db.sqliteConnection)
+                try db.statement("INSERT INTO t(id, name) VALUES (?, ?)").run(Int64(1), "w")
+            }
+            try other.write { db in
+                let statement = try db.statement("SELECT name FROM t WHERE id = ?")
+                #expect(sqlite3_db_handle(statement.sqliteStatement) == db.sqliteConnection)
+                #expect(try statement.first(Int64(1)) { sqlColumn($0, 0) as String? } == nil)
+            }
+        }
+        #expect(try writer.read { db in try String.fetchOne(db, sql: "SELECT name FROM t WHERE id = 1") } == "w")
+    }
 }
 
 @Suite struct TextIntegrityTests {
@@ -95,4 +116,5 @@ import Testing
         let page = try await store.listMessages(.init(sessionId: acquired.session.id), caller: alice)
         #expect(page.messages.map(\.content) == [content, ""])
     }
+
 }
