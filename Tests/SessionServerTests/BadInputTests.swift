@@ -178,6 +178,33 @@ import Testing
         }
     }
 
+    /// A connection runs at most `maxInFlight` requests at once: a request past them waits for one to end,
+    /// even one that would answer at once.
+    @Test func requestsPastMaxInFlightWaitForARunningOneToEnd() async throws {
+        try await withTestServer(configure: { $0.maxInFlight = 2 }) { server in
+            try await SessiondClient.withConnection(server.client("holder").configuration) { holder in
+                let held = try await holder.acquire(.init(key: "k"))
+                let raw = try await RawConnection(port: server.port)
+                // Two acquires that wait for the holder's lease fill both places; then a health check.
+                for id in 1...2 {
+                    try await raw.send(json: #"{"jsonrpc":"2.0","id":\#(id),"method":"session.acquire","params":{"key":"k","waitMs":3000}}"#)
+                }
+                try await raw.send(json: #"{"jsonrpc":"2.0","id":3,"method":"health"}"#)
+                #expect(await raw.nextFrame(timeout: .milliseconds(700)) == nil)
+                // The release lets one acquire through, and its place goes to the health check.
+                #expect(try await holder.release(sessionId: held.session.id, lease: held.lease.proof))
+                let granted = await raw.nextFrame()
+                #expect([1, 2].contains(granted?["id"] as? Int) && granted?["result"] != nil)
+                let health = await raw.nextFrame(timeout: .seconds(2))
+                #expect(health?["id"] as? Int == 3 && health?["result"] != nil)
+                // The other acquire waits out its 3 s behind the new holder.
+                let refused = await raw.nextFrame(timeout: .seconds(5))
+                #expect(refused.map(reason) == "lease_held")
+                raw.close()
+            }
+        }
+    }
+
     /// Answers wait in the server while the client does not read them, and their socket buffers are full:
     /// the server must then stop taking new requests instead of running them and buffering every answer.
     @Test func aClientThatStopsReadingItsAnswersStopsBeingServedUntilItReadsAgain() async throws {
