@@ -229,12 +229,13 @@ import Testing
                 channel.write(ByteBuffer(string: json), promise: nil)
             }
             channel.flush()
-            // Served until the count stops moving for half a second (or ten seconds pass).
-            var servedWhileNotReading = -1
-            for _ in 0..<20 {
+            // Served until the count, once it started, stops moving for half a second (or 30 seconds pass: a
+            // loaded machine may take a while to start).
+            var servedWhileNotReading = 0
+            for _ in 0..<60 {
                 try await Task.sleep(for: .milliseconds(500))
-                let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
-                if served == servedWhileNotReading { break }
+                let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? 0
+                if served > 0, served == servedWhileNotReading { break }
                 servedWhileNotReading = served
             }
             #expect(servedWhileNotReading > 0)
