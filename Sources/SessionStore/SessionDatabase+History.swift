@@ -31,11 +31,13 @@ extension SessionDatabase {
                     content: column(2) ?? "", inputTokens: column(3), outputTokens: column(4), at: Date(ms: column(5) ?? 0))
             }
             if let tail = params.tail {
-                let messages = try db.cachedStatement(sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"
+                let messages = try db.cachedStatement(
+                    sql: "SELECT \(columns) FROM message WHERE sessionPk = ? ORDER BY seq DESC LIMIT ?"
                 ).all(row.pk, tail, read: message)
                 return MessagesList.Result(messages: messages.reversed(), nextAfterSeq: nil)
             }
-            let rows = try db.cachedStatement(sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"
+            let rows = try db.cachedStatement(
+                sql: "SELECT \(columns) FROM message WHERE sessionPk = ? AND seq > ? ORDER BY seq LIMIT ?"
             ).all(row.pk, params.afterSeq ?? 0, limit + 1, read: message)
             let page = Array(rows.prefix(limit))
             return MessagesList.Result(messages: page, nextAfterSeq: rows.count > limit ? page.last?.seq : nil)
@@ -76,8 +78,8 @@ extension SessionDatabase {
                     ON CONFLICT(sessionPk, cliSessionId) DO UPDATE SET size = excluded.size, updatedAt = excluded.updatedAt
                     """
             ).execute(arguments: [row.pk, params.cliSessionId, size + fresh.count, now])
-            try db.statement("INSERT INTO transcriptChunk(sessionPk, cliSessionId, start, data) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [row.pk, params.cliSessionId, size, Data(fresh)])
+            try db.statement("INSERT INTO transcriptChunk(sessionPk, cliSessionId, start, data) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [row.pk, params.cliSessionId, size, Data(fresh)])
             try db.statement("UPDATE session SET transcriptBytes = transcriptBytes + ? WHERE pk = ?")
                 .execute(arguments: [fresh.count, row.pk])
             try self.audit(
@@ -145,11 +147,13 @@ extension SessionDatabase {
             if let sessionId = params.sessionId {
                 rows = try Self.sessionAudit(
                     db, tenant: caller.tenant, sessionId: sessionId, before: cursor, limit: limit + 1,
-                    statement: db.cachedStatement(sql: "SELECT \(columns), prevId, \(filter) FROM audit WHERE id = ? AND tenant = ? AND sessionId = ?"),
+                    statement: db.cachedStatement(
+                        sql: "SELECT \(columns), prevId, \(filter) FROM audit WHERE id = ? AND tenant = ? AND sessionId = ?"),
                     filterArguments: filterArguments)
             } else {
                 rows = try Row.fetchAll(
-                    db.cachedStatement(sql: "SELECT \(columns) FROM audit WHERE tenant = ? AND id < ? AND \(filter) ORDER BY id DESC LIMIT ?"),
+                    db.cachedStatement(
+                        sql: "SELECT \(columns) FROM audit WHERE tenant = ? AND id < ? AND \(filter) ORDER BY id DESC LIMIT ?"),
                     arguments: [caller.tenant, cursor] + filterArguments + [limit + 1])
             }
             let entries = rows.prefix(limit).map { row in
@@ -224,8 +228,8 @@ extension SessionDatabase {
                     counters[name] = row[index]
                 }
             }
-            let reasons = try db.statement("SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5"
-            ).all(caller.tenant) { RegistryStats.Reason(reason: String($0, column: 0), count: Int($0, column: 1)) }
+            let reasons = try db.statement("SELECT reason, count FROM tenantFailureReason WHERE tenant = ? ORDER BY count DESC, reason LIMIT 5")
+                .all(caller.tenant) { RegistryStats.Reason(reason: String($0, column: 0), count: Int($0, column: 1)) }
 
             // Ages by creation day; the newest day is split no finer than a day.
             let today = now / 86_400_000

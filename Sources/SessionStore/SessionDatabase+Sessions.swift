@@ -65,8 +65,8 @@ extension SessionDatabase {
         let id = try await resolveID(params.selector, caller: caller)
         return try await writeSession(id, caller: caller, action: SessionTouch.name) { db, row, now in
             let ttl = ttlMs ?? Int64(row.ttlSeconds) * 1000
-            try db.statement("UPDATE session SET lastUsedAt = ?, ttlSeconds = ?, expiresAt = ? WHERE pk = ?"
-            ).execute(arguments: [now, ttl / 1000, now + ttl, row.pk])
+            try db.statement("UPDATE session SET lastUsedAt = ?, ttlSeconds = ?, expiresAt = ? WHERE pk = ?")
+                .execute(arguments: [now, ttl / 1000, now + ttl, row.pk])
             return try db.sessionRow(pk: row.pk)!.info(now: now)
         }
     }

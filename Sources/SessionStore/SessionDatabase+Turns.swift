@@ -457,8 +457,8 @@ extension SessionDatabase {
                 try self.checkLease(row, params.lease, now: now)
                 return (false, name)
             }
-            try db.statement("UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?"
-            ).run(row.pk)
+            try db.statement("UPDATE session SET leaseToken = NULL, leaseHolder = NULL, leaseExpiresAt = NULL, turnMode = NULL WHERE pk = ?")
+                .run(row.pk)
             try self.audit(db, row, caller: caller, action: "lease.release", detail: ["fence": .number(Double(row.leaseFence))], at: now)
             return (true, name)
         }
