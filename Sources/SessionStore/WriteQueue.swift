@@ -130,13 +130,17 @@ final class WriteQueue: Sendable {
         walFrames.pointee = 0
         func countWALFrames(into counter: UnsafeMutablePointer<CInt>?) {
             guard checkpointer != nil else { return }
-            try? writer!.writeWithoutTransaction { db in sessiond_count_wal_frames(UnsafeMutableRawPointer(db.sqliteConnection), counter) }
+            writer!.writeWithoutTransaction { db in
+                sessiond_count_wal_frames(UnsafeMutableRawPointer(db.sqliteConnection), counter)
+            }
         }
         countWALFrames(into: walFrames)
-        // This thread's statements; released before the connection is.
-        let statements = try? writer!.writeWithoutTransaction { db in WriterStatements(db) }
-        WriterStatements.$current.withValue(statements) {
-            serve(writer!, shared: shared, maxBatch: maxBatch, checkpointer: checkpointer, walFrames: walFrames)
+        do {
+            // This thread's statements, released at the end of this block: before the connection is.
+            let statements = writer!.writeWithoutTransaction { db in WriterStatements(db) }
+            WriterStatements.$current.withValue(statements) {
+                serve(writer!, shared: shared, maxBatch: maxBatch, checkpointer: checkpointer, walFrames: walFrames)
+            }
         }
         countWALFrames(into: nil)
         walFrames.deallocate()
