@@ -146,20 +146,27 @@ public final class RPCServer: Service, Sendable {
             logger.info("connection refused", metadata: ["reason": "\(error.code)", "connection.peer": "\(connection.peer)"])
             return Accepted(connection: connection, finished: nil)
         }
-        connectionGauge.record(connectionCount)
         var logger = self.logger
         logger[metadataKey: "connection.peer"] = "\(connection.peer)"
-        try pipeline.addHandler(InboundByteLimitHandler(budget: budget))
-        try pipeline.addHandler(
-            IdleTimeoutHandler(
-                timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
-                    + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
-                connection: connection))
         let handler = RequestHandler(
             router: router, connection: connection, logger: logger, maxInFlight: configuration.maxInFlight,
             maxFrameBytes: configuration.maxFrameBytes, isShuttingDown: { [weak self] in self?.isShuttingDown ?? true },
             finished: channel.eventLoop.makePromise())
-        try pipeline.addHandler(handler)
+        do {
+            try pipeline.addHandler(InboundByteLimitHandler(budget: budget))
+            try pipeline.addHandler(
+                IdleTimeoutHandler(
+                    timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
+                        + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
+                    connection: connection))
+            try pipeline.addHandler(handler)
+        } catch {
+            // Not served after all: it must not count against the cap.
+            state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
+            handler.finished.succeed()
+            throw error
+        }
+        connectionGauge.record(connectionCount)
         logger.debug("connection opened")
         return Accepted(connection: connection, finished: handler.finished.futureResult)
     }
