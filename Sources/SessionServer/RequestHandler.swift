@@ -6,7 +6,7 @@ import SessionProtocol
 /// answer is written back on the connection's event loop.
 ///
 /// A frame goes from the event loop to its task and the answer straight back, with no stream between them:
-/// `NIOAsyncChannel`'s inbound stream and outbound writer cost about an eighth of a turn's instructions and
+/// `NIOAsyncChannel`'s inbound stream and outbound writer cost about a tenth of a turn's instructions and
 /// a wake-up of the connection's reader task per request.
 ///
 /// At most `maxInFlight` requests run at once, and none starts while the socket's send buffer is full (a
