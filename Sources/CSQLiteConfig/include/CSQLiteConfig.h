@@ -7,8 +7,10 @@
 ///   a global mutex each;
 /// - a thin layer over SQLite's default page cache forwards every call, except truncations that cannot drop
 ///   any page (see config.c: on databases under 1 GiB, SQLite 3.40 scans its whole page cache at each
-///   commit).
-/// `sqlite3_config` is variadic, which Swift cannot call. Returns 1 when both took effect.
+///   commit);
+/// - the default VFS is the unix one, except that a WAL file writes a commit's frames in one call instead
+///   of two per page, before SQLite publishes the commit (see config.c).
+/// `sqlite3_config` is variadic, which Swift cannot call. Returns 1 when all three took effect.
 int sessiond_sqlite_configured(void);
 
 /// Flushes the main database file of the connection `db` (a `sqlite3 *`), then its WAL, to disk through
@@ -20,6 +22,21 @@ int sessiond_sync_database_and_wal(void *db);
 /// `*counter`, on the committing thread; a NULL `counter` stops it. It replaces the connection's WAL hook,
 /// which is SQLite's automatic checkpoint unless `PRAGMA wal_autocheckpoint = 0`.
 void sessiond_count_wal_frames(void *db, int *counter);
+
+/// What a WAL handle was asked to write and what it wrote.
+typedef struct {
+    /// Writes SQLite asked for.
+    long long writesAsked;
+    /// Writes made to the file.
+    long long writesMade;
+    /// Writes SQLite asked for before the end of what the handle had written since the WAL started over:
+    /// frames rewritten in place in a transaction that spilled pages.
+    long long rewrites;
+} sessiond_wal_buffer_counts;
+
+/// Copies the counts of the WAL handle of the connection `db` (a `sqlite3 *`) into `*counts`. Returns 0, and
+/// copies nothing, when the connection has not opened its WAL through the buffering VFS.
+int sessiond_wal_buffer_counts_of(void *db, sessiond_wal_buffer_counts *counts);
 
 /// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
 /// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
