@@ -2,7 +2,8 @@
 # CPU per thread of sessiond and sessiond-bench during one turn point, from /proc: which thread bounds it.
 # Usage: Benchmarks/cpu_per_thread.sh [CONNECTIONS] [DRIVER]   (default 64 wire; release build first)
 # Prefills 100,000 sessions into a temporary database, runs a 10 s point on loopback, samples the threads'
-# utime+stime over 6 s of it, and prints cores per thread and the machine's idle share. Stops what it starts.
+# user and kernel time over 6 s of it, and prints per thread its cores and its µs per turn in each, and the
+# machine's idle share. Stops what it starts.
 # WRITER_STATES=1 also samples the writer thread's state every 0.5 ms over those 6 s (running or runnable,
 # waiting for work, or blocked in the kernel, with the kernel stacks it blocks in; reading them needs root).
 # The sampler takes some CPU of its own, so compare such runs with each other only.
@@ -22,7 +23,7 @@ sleep 2
 snapshot() {
   for pid in $server $bench; do
     for task in /proc/$pid/task/*; do
-      echo "$pid $(basename "$task") $(tr ' ' _ <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
+      echo "$pid $(basename "$task") $(tr ' ' _ <"$task/comm") $(awk '{print $14, $15}' "$task/stat")"
     done
   done
   head -1 /proc/stat >&2
@@ -62,14 +63,19 @@ cat "$work/point"
 python3 - "$work" "$server" <<'PY'
 import sys
 work, server = sys.argv[1], sys.argv[2]
-ticks = lambda path: {tuple(l.split()[:3]): int(l.split()[3]) for l in open(path)}
+import json
+# Ticks in user mode and in the kernel, per (pid, tid, name).
+ticks = lambda path: {tuple(l.split()[:3]): tuple(map(int, l.split()[3:5])) for l in open(path)}
 a, b = ticks(f"{work}/a"), ticks(f"{work}/b")
+turns = json.load(open(f"{work}/point"))["ops_per_s"] * 6
 total = {}
-for key, value in sorted(b.items()):
-    cores = (value - a.get(key, 0)) / 100 / 6
+for key, (user, kernel) in sorted(b.items()):
+    user, kernel = user - a.get(key, (0, 0))[0], kernel - a.get(key, (0, 0))[1]
+    cores = (user + kernel) / 100 / 6
     name = ("sessiond " if key[0] == server else "bench    ") + key[2]
     if cores >= 0.01:
-        print(f"{name:32s} thread {key[1]:>7s}  {cores:.2f} cores")
+        print(f"{name:32s} thread {key[1]:>7s}  {cores:.2f} cores, µs per turn: "
+              f"{user * 1e4 / turns:5.0f} user {kernel * 1e4 / turns:5.0f} kernel")
     total[key[0]] = total.get(key[0], 0) + cores
 for pid, cores in total.items():
     print(f"{'sessiond' if pid == server else 'bench':8s} total {cores:.2f} cores")
