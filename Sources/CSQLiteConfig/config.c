@@ -133,10 +133,10 @@ static void installPageCache(void) {
 /// header holds the database size in pages, without another call on the WAL file unless it syncs. So the
 /// buffer is written once this handle has written the commit frame's page: after the page when SQLite
 /// appends the frame, at once when it rewrites the header of a frame it already wrote in this transaction
-/// (`walRewriteChecksums`, after pages were spilled). Any
-/// other call that could see the file (read, size, sync, truncate, file control, close), a write that does
-/// not continue the buffer, and a full buffer write it out first; a failed write is the failing call's
-/// error, so SQLite rolls the commit back instead of publishing it. Files other than WALs are SQLite's own.
+/// (`walRewriteChecksums`, after pages were spilled). Any other call that could see the file (read, size,
+/// sync, truncate, file control, close), a write that does not continue the buffer, and a full buffer write
+/// it out first; a failed write is the failing call's error, so SQLite rolls the commit back instead of
+/// publishing it. Files other than WALs are SQLite's own.
 
 /// The unix VFS, which does the I/O.
 static sqlite3_vfs *baseVFS;
@@ -199,15 +199,11 @@ static int headerPageSize(const unsigned char *header) {
     return size >= 512 && size <= 65536 && (size & (size - 1)) == 0 ? (int)size : -1;
 }
 
-/// Learns the page size from the header at the start of the file, buffered or written.
+/// Learns the page size from the header of a WAL that this handle found written (nothing is buffered until
+/// the page size is known).
 static void learnPageSize(WALFile *wal) {
-    if (wal->pendingLength >= walHeaderSize && wal->pendingStart == 0) {
-        wal->pageSize = headerPageSize(wal->pending);
-        return;
-    }
     unsigned char header[walHeaderSize];
-    int rc = flushWAL(wal);
-    if (rc == SQLITE_OK) rc = wal->real->pMethods->xRead(wal->real, header, walHeaderSize, 0);
+    int rc = wal->real->pMethods->xRead(wal->real, header, walHeaderSize, 0);
     wal->pageSize = rc == SQLITE_OK ? headerPageSize(header) : -1;
 }
 
