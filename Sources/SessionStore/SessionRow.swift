@@ -49,9 +49,9 @@ struct SessionRow: Sendable {
     var lastAuditId: Int64?
 
     /// The lookups of one row, built once: they run in every turn.
-    static let byID = "SELECT \(columns) FROM session WHERE id = ?"
-    static let byKey = "SELECT \(columns) FROM session WHERE tenant = ? AND key = ?"
-    static let byPk = "SELECT \(columns) FROM session WHERE pk = ?"
+    static let byID = BuiltSQL("SELECT \(columns) FROM session WHERE id = ?")
+    static let byKey = BuiltSQL("SELECT \(columns) FROM session WHERE tenant = ? AND key = ?")
+    static let byPk = BuiltSQL("SELECT \(columns) FROM session WHERE pk = ?")
 
     /// The row the statement is on, read column by column in the order of ``columns``.
     /// A NULL in a NOT NULL column (which the schema rules out) reads as the column's default.
@@ -173,16 +173,16 @@ enum JSONText {
 extension Database {
     /// The session row with this public id in any tenant.
     func sessionRow(id: String) throws -> SessionRow? {
-        try cachedStatement(sql: SessionRow.byID).first(id, read: SessionRow.init)
+        try statement(SessionRow.byID).first(id, read: SessionRow.init)
     }
 
     /// The session row for a tenant's key.
     func sessionRow(tenant: String, key: String) throws -> SessionRow? {
-        try cachedStatement(sql: SessionRow.byKey).first(tenant, key, read: SessionRow.init)
+        try statement(SessionRow.byKey).first(tenant, key, read: SessionRow.init)
     }
 
     func sessionRow(pk: Int64) throws -> SessionRow? {
-        try cachedStatement(sql: SessionRow.byPk).first(pk, read: SessionRow.init)
+        try statement(SessionRow.byPk).first(pk, read: SessionRow.init)
     }
 
     /// The session rows of a `SELECT \(SessionRow.columns) …` statement. A one-column cursor steps the

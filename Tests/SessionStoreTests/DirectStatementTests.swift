@@ -74,20 +74,36 @@ import Testing
     /// The writer's statements are its connection's own, found again by their literal; any other connection
     /// gets statements of its own from GRDB's cache, even on the writer's thread.
     @Test func writerStatementsServeOnlyTheirConnection() throws {
+        let byName = BuiltSQL("SELECT id FROM t WHERE name = ?")
         let writer = try makeQueue()
         let other = try makeQueue()
-        let statements = try writer.writeWithoutTransaction { db in WriterStatements(db) }
+        let statements = writer.writeWithoutTransaction { db in WriterStatements(db) }
         try WriterStatements.$current.withValue(statements) {
             try writer.write { db in
                 let first = try db.statement("SELECT name FROM t WHERE id = ?")
                 #expect(try db.statement("SELECT name FROM t WHERE id = ?") === first)
                 #expect(sqlite3_db_handle(first.sqliteStatement) == db.sqliteConnection)
                 try db.statement("INSERT INTO t(id, name) VALUES (?, ?)").run(Int64(1), "w")
+                // Built SQL is found by its object, which the cache keeps alive: no later object can take
+                // its address and be served its statement.
+                let built = try db.statement(byName)
+                #expect(try db.statement(byName) === built)
+                #expect(try built.first("w") { sqlColumn($0, 0) as Int64? } == 1)
+                weak var dropped: BuiltSQL?
+                do {
+                    let temporary = BuiltSQL("SELECT name FROM t WHERE id = ?")
+                    dropped = temporary
+                    #expect(try db.statement(temporary) === first)
+                }
+                #expect(dropped != nil)
             }
             try other.write { db in
                 let statement = try db.statement("SELECT name FROM t WHERE id = ?")
                 #expect(sqlite3_db_handle(statement.sqliteStatement) == db.sqliteConnection)
                 #expect(try statement.first(Int64(1)) { sqlColumn($0, 0) as String? } == nil)
+                let built = try db.statement(byName)
+                #expect(sqlite3_db_handle(built.sqliteStatement) == db.sqliteConnection)
+                #expect(try built.first("w") { sqlColumn($0, 0) as Int64? } == nil)
             }
         }
         #expect(try writer.read { db in try String.fetchOne(db, sql: "SELECT name FROM t WHERE id = 1") } == "w")
