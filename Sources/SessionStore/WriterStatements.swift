@@ -15,22 +15,21 @@ final class WriterStatements: @unchecked Sendable {
     @TaskLocal static var current: WriterStatements?
 
     private unowned(unsafe) let connection: Database
-    private var statements: [UnsafeRawPointer: Statement] = [:]
-    /// The ``BuiltSQL`` objects whose addresses are keys, kept alive so that no other object takes one.
-    private var keptAlive: [BuiltSQL] = []
+    /// Each statement with the ``BuiltSQL`` whose address is its key, if any, kept alive so that no other
+    /// object can take that address.
+    private var statements: [UnsafeRawPointer: (statement: Statement, owner: BuiltSQL?)] = [:]
 
     init(_ connection: Database) {
         self.connection = connection
     }
 
     fileprivate func statement(
-        at key: UnsafeRawPointer, in db: Database, owner: BuiltSQL? = nil, sql: @autoclosure () -> String
+        at key: UnsafeRawPointer, in db: Database, owner: BuiltSQL?, sql: () -> String
     ) throws -> Statement? {
         guard db === connection else { return nil }
-        if let statement = statements[key] { return statement }
+        if let entry = statements[key] { return entry.statement }
         let statement = try db.cachedStatement(sql: sql())
-        statements[key] = statement
-        if let owner { keptAlive.append(owner) }
+        statements[key] = (statement, owner)
         return statement
     }
 }
@@ -49,19 +48,18 @@ extension Database {
     /// The prepared statement for `sql`, from the writer's own cache on the writer's connection, else from
     /// GRDB's.
     func statement(_ sql: StaticString) throws -> Statement {
-        let key = UnsafeRawPointer(sql.utf8Start)
-        if let statement = try WriterStatements.current?.statement(at: key, in: self, sql: sql.description) {
-            return statement
-        }
-        return try cachedStatement(sql: sql.description)
+        try statement(at: UnsafeRawPointer(sql.utf8Start), owner: nil) { sql.description }
     }
 
     /// The prepared statement for `sql`, found as a literal's is.
     func statement(_ sql: BuiltSQL) throws -> Statement {
-        let key = UnsafeRawPointer(Unmanaged.passUnretained(sql).toOpaque())
-        if let statement = try WriterStatements.current?.statement(at: key, in: self, owner: sql, sql: sql.text) {
+        try statement(at: UnsafeRawPointer(Unmanaged.passUnretained(sql).toOpaque()), owner: sql) { sql.text }
+    }
+
+    private func statement(at key: UnsafeRawPointer, owner: BuiltSQL?, sql: () -> String) throws -> Statement {
+        if let statement = try WriterStatements.current?.statement(at: key, in: self, owner: owner, sql: sql) {
             return statement
         }
-        return try cachedStatement(sql: sql.text)
+        return try cachedStatement(sql: sql())
     }
 }
