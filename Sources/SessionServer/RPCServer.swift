@@ -11,7 +11,8 @@ import Synchronization
 /// on each, with every request going through the ``Router``.
 ///
 /// On graceful shutdown it stops accepting, answers new requests with `shutting_down`, lets running
-/// requests finish, closes every connection, and returns.
+/// requests finish, closes every connection, and returns. A connection still open after
+/// `shutdownGrace` (a client that does not read its answers holds its requests back) is closed then.
 public final class RPCServer: Service, Sendable {
     /// Limits and addresses; every value has a default.
     public struct Configuration: Sendable {
@@ -28,6 +29,9 @@ public final class RPCServer: Service, Sendable {
         /// Request bytes per connection received and not yet answered, buffered or running; past it the
         /// connection is not read until answers bring it under (one request of any allowed size is always read).
         public var maxInFlightBytes = 32 * 1024 * 1024
+        /// How long shutdown waits for connections to finish before closing them: requests that have not
+        /// started by then are dropped unanswered; running ones still finish, so nothing acknowledged is lost.
+        public var shutdownGrace: Duration = .seconds(10)
 
         public init() {}
     }
@@ -155,10 +159,7 @@ public final class RPCServer: Service, Sendable {
         do {
             try pipeline.addHandler(InboundByteLimitHandler(budget: budget))
             try pipeline.addHandler(
-                IdleTimeoutHandler(
-                    timeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
-                        + configuration.idleTimeout.components.attoseconds / 1_000_000_000),
-                    connection: connection))
+                IdleTimeoutHandler(timeout: TimeAmount(configuration.idleTimeout), connection: connection))
             try pipeline.addHandler(handler)
         } catch {
             // Not served after all: it must not count against the cap.
@@ -210,6 +211,19 @@ public final class RPCServer: Service, Sendable {
         for connection in connections where connection.inFlight.load(ordering: .relaxed) == 0 {
             connection.close()
         }
+        MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(configuration.shutdownGrace)) {
+            self.closeLingeringConnections()
+        }
+    }
+
+    /// Closes the connections shutdown's grace period left open.
+    private func closeLingeringConnections() {
+        let connections = state.withLock { Array($0.connections.values) }
+        guard !connections.isEmpty else { return }
+        logger.warning(
+            "closing connections still open after the shutdown grace period",
+            metadata: ["connections": "\(connections.count)"])
+        for connection in connections { connection.close() }
     }
 
     var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }

@@ -45,6 +45,9 @@ struct SessiondCommand: AsyncParsableCommand {
     @Option(help: "Bytes of requests per connection received and not yet answered; past it the connection is not read. [SESSIOND_MAX_IN_FLIGHT_BYTES] (default: 33554432)")
     var maxInFlightBytes: Int?
 
+    @Option(help: "Seconds shutdown waits for connections to finish before closing them; requests not started by then get no answer. [SESSIOND_SHUTDOWN_GRACE] (default: 10)")
+    var shutdownGrace: Double?
+
     @Option(help: "Seconds between sweeps (expiry, purge, eviction). [SESSIOND_SWEEP_INTERVAL] (default: 30)")
     var sweepInterval: Double?
 
@@ -118,6 +121,10 @@ struct SessiondCommand: AsyncParsableCommand {
         if let value = try settings.int("maxInFlightBytes") {
             guard value >= 1 else { throw ValidationError("--max-in-flight-bytes must be at least 1") }
             server.maxInFlightBytes = value
+        }
+        if let value = try settings.double("shutdownGrace") {
+            guard value >= 0 else { throw ValidationError("--shutdown-grace must be 0 or more") }
+            server.shutdownGrace = .milliseconds(Int64(value * 1000))
         }
         let sweepInterval = Duration.milliseconds(Int64((try settings.double("sweepInterval") ?? 30) * 1000))
 
@@ -202,6 +209,7 @@ struct Settings {
         put("maxFrameBytes", command.maxFrameBytes)
         put("maxInFlight", command.maxInFlight)
         put("maxInFlightBytes", command.maxInFlightBytes)
+        put("shutdownGrace", command.shutdownGrace)
         put("sweepInterval", command.sweepInterval)
         put("defaultTTL", command.defaultTTL)
         put("retentionDays", command.retentionDays)

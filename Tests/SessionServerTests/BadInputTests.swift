@@ -207,37 +207,45 @@ import Testing
 
     /// Answers wait in the server while the client does not read them, and their socket buffers are full:
     /// the server must then stop taking new requests instead of running them and buffering every answer.
-    @Test func aClientThatStopsReadingItsAnswersStopsBeingServedUntilItReadsAgain() async throws {
-        let store = try SessionDatabase.inMemory()
-        try await withTestServer(store: store, configure: { $0.maxInFlight = 8 }) { server in
-            let answers = FrameCounter()
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelOption(.autoRead, value: false)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: 1 << 24)
-                        try channel.pipeline.syncOperations.addHandler(answers)
-                    }
+    /// Connects a client that does not read, sends `requests` acquires whose answers carry 60 KB each (far more
+    /// than the socket buffers hold), and waits until the server stops serving them; returns the channel and
+    /// how many sessions were created by then.
+    private func floodWithoutReading(
+        _ server: TestServer, requests: Int, answers: FrameCounter
+    ) async throws -> (channel: any Channel, served: Int) {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: 1 << 24)
+                    try channel.pipeline.syncOperations.addHandler(answers)
                 }
-                .connect(host: "127.0.0.1", port: server.port).get()
-            // 1,000 acquires whose answers carry 60 KB of metadata each: 60 MB of answers, far more than the
-            // socket buffers hold.
-            let metadata = String(repeating: "x", count: 60_000)
+            }
+            .connect(host: "127.0.0.1", port: server.port).get()
+        let metadata = String(repeating: "x", count: 60_000)
+        for index in 0..<requests {
+            let json = #"{"jsonrpc":"2.0","id":\#(index),"method":"session.acquire","params":{"key":"k\#(index)","metadata":{"m":"\#(metadata)"}}}"#
+            channel.write(ByteBuffer(string: json), promise: nil)
+        }
+        channel.flush()
+        // Served until the count, once it started, stops moving for half a second (or 30 seconds pass: a
+        // loaded machine may take a while to start).
+        var served = 0
+        for _ in 0..<60 {
+            try await Task.sleep(for: .milliseconds(500))
+            let count: Int = try await server.store.readValue(sql: "SELECT COUNT(*) FROM session") ?? 0
+            if count > 0, count == served { break }
+            served = count
+        }
+        return (channel, served)
+    }
+
+    @Test func aClientThatStopsReadingItsAnswersStopsBeingServedUntilItReadsAgain() async throws {
+        try await withTestServer(configure: { $0.maxInFlight = 8 }) { server in
+            let answers = FrameCounter()
             let requests = 1000
-            for index in 0..<requests {
-                let json = #"{"jsonrpc":"2.0","id":\#(index),"method":"session.acquire","params":{"key":"k\#(index)","metadata":{"m":"\#(metadata)"}}}"#
-                channel.write(ByteBuffer(string: json), promise: nil)
-            }
-            channel.flush()
-            // Served until the count, once it started, stops moving for half a second (or 30 seconds pass: a
-            // loaded machine may take a while to start).
-            var servedWhileNotReading = 0
-            for _ in 0..<60 {
-                try await Task.sleep(for: .milliseconds(500))
-                let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? 0
-                if served > 0, served == servedWhileNotReading { break }
-                servedWhileNotReading = served
-            }
+            let (channel, servedWhileNotReading) = try await floodWithoutReading(
+                server, requests: requests, answers: answers)
             #expect(servedWhileNotReading > 0)
             #expect(servedWhileNotReading < requests / 2)
             #expect(answers.count == 0)
@@ -249,10 +257,50 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(answers.count == requests)
-            let served: Int = try await store.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
+            let served: Int = try await server.store.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
             #expect(served == requests)
             try await channel.close()
         }
+    }
+
+    /// Without the grace period, shutdown waits for as long as the client does not read: forever here. The
+    /// server runs in a task this test stops waiting for after a minute, so that a hang fails the test and
+    /// does not hold up the run.
+    @Test func shutdownClosesAConnectionWhoseClientStoppedReadingOnceTheGraceIsOver() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sessiond-grace-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("db.sqlite").path
+        let answers = FrameCounter()
+        let requests = 1000
+        let store = try SessionDatabase.open(path: path)
+        let run = Task {
+            try await withTestServer(
+                store: store,
+                configure: {
+                    $0.maxInFlight = 8
+                    $0.shutdownGrace = .milliseconds(300)
+                }
+            ) { server in
+                try await floodWithoutReading(server, requests: requests, answers: answers)
+            }
+        }
+        guard let (channel, served) = try await result(of: run, within: .seconds(60)) else {
+            Issue.record("shutdown did not return within a minute of its 0.3 s grace period")
+            return
+        }
+        // Shutdown returned, and the server closed the connection (with answers unread, the client may see a
+        // reset and close at once).
+        try? await channel.setOption(.autoRead, value: true).get()
+        channel.read()
+        try await channel.closeFuture.get()
+        #expect(served > 0)
+        #expect(answers.count <= served)
+        // The requests held back were dropped, not run after the answers stopped: the database holds exactly
+        // the sessions served before shutdown.
+        let reopened = try SessionDatabase.open(path: path)
+        let stored: Int = try await reopened.readValue(sql: "SELECT COUNT(*) FROM session") ?? -1
+        #expect(stored == served)
+        #expect(stored < requests)
     }
 
     @Test func aPipeliningClientThatNeverReadsIsHeldBackNotBuffered() async throws {
@@ -270,6 +318,20 @@ import Testing
             raw.close()
         }
     }
+}
+
+/// The task's value, or `nil` when it has not finished within `limit` (the task is left running).
+private func result<T: Sendable>(of task: Task<T, any Error>, within limit: Duration) async throws -> T? {
+    let deadline = ContinuousClock.now + limit
+    let finished = Atomic<Bool>(false)
+    Task {
+        _ = await task.result
+        finished.store(true, ordering: .relaxed)
+    }
+    while !finished.load(ordering: .relaxed), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return finished.load(ordering: .relaxed) ? try await task.value : nil
 }
 
 /// Counts the frames a test's raw client receives.
