@@ -131,12 +131,14 @@ static void installPageCache(void) {
 ///
 /// SQLite publishes a commit (its wal-index header) right after writing the commit frame, the one whose
 /// header holds the database size in pages, without another call on the WAL file unless it syncs. So the
-/// buffer is written once this handle has written the commit frame's page: after the page when SQLite
-/// appends the frame, at once when it rewrites the header of a frame it already wrote in this transaction
-/// (`walRewriteChecksums`, after pages were spilled). Any other call that could see the file (read, size,
-/// sync, truncate, file control, close), a write that does not continue the buffer, and a full buffer write
-/// it out first; a failed write is the failing call's error, so SQLite rolls the commit back instead of
-/// publishing it. Files other than WALs are SQLite's own.
+/// buffer is written once it holds the whole commit frame: after the frame's page when SQLite appends it.
+/// When a commit frame's header or page lands on bytes this handle wrote before, the handle cannot tell
+/// whether the rest of the frame is still to come (a transaction that failed or rolled back left frames
+/// there) or already written (`walRewriteChecksums` rewrites the header of a frame appended earlier in the
+/// same commit, after pages were spilled), so each such write goes out at once. Any other call that could
+/// see the file (read, size, sync, truncate, file control, close), a write that does not continue the
+/// buffer, and a full buffer write it out first; a failed write is the failing call's error, so SQLite
+/// rolls the commit back instead of publishing it. Files other than WALs are SQLite's own.
 
 /// The unix VFS, which does the I/O.
 static sqlite3_vfs *baseVFS;
@@ -164,15 +166,25 @@ typedef struct {
     /// From the WAL header; 0 until known, -1 when it cannot be, and then every write goes straight through.
     int pageSize;
     /// How far this handle has written since the WAL last started over (a write at offset 0), buffered
-    /// bytes included. Frames past it may be left from a transaction that never committed.
+    /// bytes included. Bytes before it may be frames of a transaction that never committed.
     sqlite3_int64 frontier;
-    /// Where the last commit frame seen ends, until the frontier reaches it; 0 when none is waiting.
+    /// Where the last commit frame seen ends, until the buffer has held it whole; 0 when none is waiting.
     sqlite3_int64 commitEnd;
     /// For tests: what SQLite asked for and what this handle did.
     sessiond_wal_buffer_counts counts;
+    /// For tests: writes to the file that succeed before each one fails with `SQLITE_FULL`; -1 for no failures.
+    long long writesBeforeFailure;
 } WALFile;
 
 static sqlite3_file *realFile(sqlite3_file *file) { return ((WALFile *)file)->real; }
+
+/// One write to the file.
+static int writeThrough(WALFile *wal, const void *data, int amount, sqlite3_int64 offset) {
+    if (wal->writesBeforeFailure == 0) return SQLITE_FULL;
+    if (wal->writesBeforeFailure > 0) wal->writesBeforeFailure--;
+    wal->counts.writesMade++;
+    return wal->real->pMethods->xWrite(wal->real, data, amount, offset);
+}
 
 /// Writes the buffer out. Buffered bytes that failed are dropped: SQLite never published them, and the
 /// commit that wrote them fails with this error.
@@ -182,8 +194,7 @@ static int flushWAL(WALFile *wal) {
     wal->pendingLength = 0;
     for (int done = 0; done < length; done += walWriteLimit) {
         int part = length - done < walWriteLimit ? length - done : walWriteLimit;
-        wal->counts.writesMade++;
-        int rc = wal->real->pMethods->xWrite(wal->real, wal->pending + done, part, wal->pendingStart + done);
+        int rc = writeThrough(wal, wal->pending + done, part, wal->pendingStart + done);
         if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
@@ -239,23 +250,23 @@ static int walWrite(sqlite3_file *file, const void *data, int amount, sqlite3_in
     if (wal->pageSize > 0 && wal->pending == NULL) wal->pending = sqlite3_malloc(walBufferCapacity);
     if (wal->pageSize < 0 || wal->pending == NULL || amount > walWriteLimit) {
         rc = flushWAL(wal);
-        if (rc == SQLITE_OK) {
-            wal->counts.writesMade++;
-            rc = wal->real->pMethods->xWrite(wal->real, data, amount, offset);
-        }
+        if (rc == SQLITE_OK) rc = writeThrough(wal, data, amount, offset);
         if (rc == SQLITE_OK) advanceFrontier(wal, amount, offset);
         return rc;
     }
+    int overwrites = offset < wal->frontier;
+    if (offset == 0) wal->commitEnd = 0;
     noteCommitFrames(wal, data, amount, offset);
     if (wal->pendingLength == 0) wal->pendingStart = offset;
     memcpy(wal->pending + wal->pendingLength, data, (size_t)amount);
     wal->pendingLength += amount;
     advanceFrontier(wal, amount, offset);
-    if (wal->commitEnd != 0 && wal->frontier >= wal->commitEnd) {
+    if (wal->commitEnd == 0) return SQLITE_OK;
+    if (wal->pendingStart + wal->pendingLength >= wal->commitEnd) {
         wal->commitEnd = 0;
         return flushWAL(wal);
     }
-    return SQLITE_OK;
+    return overwrites ? flushWAL(wal) : SQLITE_OK;
 }
 
 static int walClose(sqlite3_file *file) {
@@ -329,6 +340,7 @@ static int walBufferOpen(sqlite3_vfs *vfs, const char *name, sqlite3_file *file,
     if (!(flags & SQLITE_OPEN_WAL)) return baseVFS->xOpen(baseVFS, name, file, flags, outFlags);
     WALFile *wal = (WALFile *)file;
     memset(wal, 0, sizeof *wal);
+    wal->writesBeforeFailure = -1;
     wal->real = (sqlite3_file *)(wal + 1);
     int rc = baseVFS->xOpen(baseVFS, name, wal->real, flags, outFlags);
     // SQLite closes a handle whose open failed when it has methods; ours then close the unix one.
@@ -348,11 +360,24 @@ static int installWALBuffer(void) {
     return sqlite3_vfs_register(&walBufferVFS, 1) == SQLITE_OK;
 }
 
-int sessiond_wal_buffer_counts_of(void *db, sessiond_wal_buffer_counts *counts) {
+/// The buffered WAL handle of the connection `db`, or NULL.
+static WALFile *walFileOf(void *db) {
     sqlite3_file *file = NULL;
-    if (db == NULL || sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file) != SQLITE_OK) return 0;
-    if (file == NULL || file->pMethods != &walMethods) return 0;
-    *counts = ((WALFile *)file)->counts;
+    if (db == NULL || sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file) != SQLITE_OK) return NULL;
+    return file != NULL && file->pMethods == &walMethods ? (WALFile *)file : NULL;
+}
+
+int sessiond_wal_buffer_counts_of(void *db, sessiond_wal_buffer_counts *counts) {
+    WALFile *wal = walFileOf(db);
+    if (wal == NULL) return 0;
+    *counts = wal->counts;
+    return 1;
+}
+
+int sessiond_wal_buffer_fail_writes(void *db, long long afterWrites) {
+    WALFile *wal = walFileOf(db);
+    if (wal == NULL) return 0;
+    wal->writesBeforeFailure = afterWrites < 0 ? -1 : afterWrites;
     return 1;
 }
 

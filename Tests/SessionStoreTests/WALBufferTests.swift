@@ -35,6 +35,19 @@ import Testing
             }
         }
 
+        /// Makes the writer's WAL writes fail with `SQLITE_FULL` once `afterWrites` more have been made; `nil`
+        /// ends the failures.
+        func failWrites(after afterWrites: Int?) throws {
+            try writer.writeWithoutTransaction { db in
+                let handle = UnsafeMutableRawPointer(db.sqliteConnection)
+                try #require(sessiond_wal_buffer_fail_writes(handle, Int64(afterWrites ?? -1)) == 1)
+            }
+        }
+
+        func count(_ queue: DatabaseQueue, where condition: String = "1") throws -> Int? {
+            try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t WHERE \(condition)") }
+        }
+
         /// Opens a copy of the database file and its WAL, without the shared memory: what a crash would leave.
         func crashImage() throws -> DatabaseQueue {
             let image = directory.appendingPathComponent("image.sqlite").path
@@ -89,6 +102,118 @@ import Testing
         #expect(try database.reader.read { db in try Int.fetchOne(db, sql: query) } == 1)
         let image = try database.crashImage()
         #expect(try image.read { db in try Int.fetchOne(db, sql: query) } == 1)
+        #expect(try image.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
+
+    /// A full disk in the middle of writing a commit's frames out: the commit fails with `SQLITE_FULL`, no
+    /// connection sees any of it, and the next commit after the disk has room again is whole, live and in
+    /// a crash image.
+    @Test(arguments: [0, 1, 2])
+    func aWriteThatFailsFailsItsCommitAndTheNextOneIsWhole(afterWrites: Int) throws {
+        let database = try Database()
+        defer { try? FileManager.default.removeItem(at: database.directory) }
+        // 300 rows of 1 KB: about 330 KB, which go out in three parts.
+        func insertRows() throws {
+            try database.writer.write { db in
+                for _ in 0..<300 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
+            }
+        }
+        try insertRows()
+        try database.failWrites(after: afterWrites)
+        let failure = #expect(throws: DatabaseError.self) { try insertRows() }
+        #expect(failure?.resultCode == .SQLITE_FULL)
+        #expect(try database.count(database.reader) == 300)
+        #expect(try database.count(database.writer) == 300)
+
+        try database.failWrites(after: nil)
+        try insertRows()
+        #expect(try database.count(database.reader) == 600)
+        let image = try database.crashImage()
+        #expect(try database.count(image) == 600)
+        #expect(try image.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
+
+    /// A full disk while a transaction spills pages before its commit: the transaction fails and leaves the
+    /// table as it was; run again with room on the disk, it commits whole.
+    @Test func aTransactionThatSpillsIntoAFullDiskFailsWholeAndCommitsWholeLater() throws {
+        let database = try Database()
+        defer { try? FileManager.default.removeItem(at: database.directory) }
+        try database.writer.write { db in
+            for _ in 0..<900 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
+        }
+        func updateEverything() throws {
+            try database.writer.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA cache_size = 5")
+                try db.inTransaction {
+                    for _ in 0..<20 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500)) WHERE k % 3 = 0") }
+                    try db.execute(sql: "UPDATE t SET v = 'last' WHERE k = 7")
+                    return .commit
+                }
+            }
+        }
+        let before = try database.counts()
+        try database.failWrites(after: 3)
+        #expect(throws: DatabaseError.self) { try updateEverything() }
+        #expect(try database.counts().writesMade - before.writesMade == 3, "the failure came before the spill")
+        #expect(try database.count(database.reader, where: "v = 'last'") == 0)
+        #expect(try database.count(database.writer, where: "v = 'last'") == 0)
+
+        try database.failWrites(after: nil)
+        try updateEverything()
+        #expect(try database.count(database.reader, where: "v = 'last'") == 1)
+        let image = try database.crashImage()
+        #expect(try database.count(image, where: "v = 'last'") == 1)
+        #expect(try database.count(image) == 900)
+        #expect(try image.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
+
+    /// A transaction that spilled pages and rolled back leaves frames past the WAL's end; the next commit
+    /// writes over them, and must still be on disk before other connections or a crash image look.
+    @Test func aCommitOverFramesOfARolledBackTransactionIsWholeForReadersAndInACrashImage() throws {
+        let database = try Database()
+        defer { try? FileManager.default.removeItem(at: database.directory) }
+        try database.writer.write { db in
+            for _ in 0..<900 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
+        }
+        let before = try database.counts()
+        try database.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA cache_size = 5")
+            try db.inTransaction {
+                for _ in 0..<5 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500))") }
+                return .rollback
+            }
+            try db.execute(sql: "PRAGMA cache_size = -2000")
+        }
+        #expect(try database.counts().writesMade > before.writesMade, "the rolled-back transaction wrote no frame")
+        for round in 1...3 {
+            try database.writer.write { db in try db.execute(sql: "UPDATE t SET v = 'round \(round)' WHERE k = 7") }
+            #expect(try database.count(database.reader, where: "v = 'round \(round)'") == 1)
+        }
+        let image = try database.crashImage()
+        #expect(try database.count(image, where: "v = 'round 3'") == 1)
+        #expect(try image.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
+
+    /// Another connection started the WAL over and wrote less than this handle had written: this handle's
+    /// next commit lands on bytes it wrote before the restart, and must be on disk before anyone looks.
+    @Test func aCommitAfterAnotherConnectionRestartedTheWALIsWholeForReadersAndInACrashImage() throws {
+        let database = try Database()
+        defer { try? FileManager.default.removeItem(at: database.directory) }
+        try database.writer.write { db in
+            for _ in 0..<300 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
+        }
+        try database.reader.writeWithoutTransaction { db in
+            let checkpoint = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(RESTART)")
+            try #require(checkpoint?[0] as Int? == 0, "the checkpoint was busy")
+            try db.execute(sql: "INSERT INTO t(v) VALUES ('from the other connection')")
+        }
+        for round in 1...3 {
+            try database.writer.write { db in try db.execute(sql: "UPDATE t SET v = 'round \(round)' WHERE k = 7") }
+            #expect(try database.count(database.reader, where: "v = 'round \(round)'") == 1)
+        }
+        let image = try database.crashImage()
+        #expect(try database.count(image, where: "v = 'round 3'") == 1)
+        #expect(try database.count(image) == 301)
         #expect(try image.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
     }
 }

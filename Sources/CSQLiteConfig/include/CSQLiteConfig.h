@@ -38,6 +38,11 @@ typedef struct {
 /// copies nothing, when the connection has not opened its WAL through the buffering VFS.
 int sessiond_wal_buffer_counts_of(void *db, sessiond_wal_buffer_counts *counts);
 
+/// For tests, a full disk under the WAL of the connection `db` (a `sqlite3 *`): once `afterWrites` more writes
+/// to the file have succeeded, each one fails with `SQLITE_FULL`; a negative `afterWrites` ends the failures.
+/// Returns 0 when the connection has not opened its WAL through the buffering VFS.
+int sessiond_wal_buffer_fail_writes(void *db, long long afterWrites);
+
 /// For tests, one cache of that layer driven directly, with 4 KiB pages: `create` returns NULL unless the
 /// layer is installed; `fetch` answers whether a page with the key is cached, adding it first if `create`;
 /// `rekey` moves a cached page to another key; `truncate` asks to drop every key from `limit` on; and
