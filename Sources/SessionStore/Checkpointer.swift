@@ -39,11 +39,10 @@ final class Checkpointer: Sendable {
     /// 4000 frames (five pairs, same throughput), and rose to 85–101 ms with 16000; 10,000 sessions
     /// did not change.
     static let restartFrames = 1000
-    /// WAL frames past which the writer runs its checkpoint after a commit without being asked: 26 MB. The
+    /// WAL frames past which the writer runs its checkpoint after a commit without being asked: 32 MB. The
     /// thread looks at the WAL once per pass, and a flood of large writes (about 250 MB/s of 60 KB messages
-    /// here) grew it by 30–60 MB between two passes, to 111 MB before the writer was asked. Turns hand the
-    /// WAL to the writer at 2,700–5,500 frames, below it.
-    static let writerLimitFrames = 6_500
+    /// here) grew it by 30–60 MB between two passes, to 111 MB before the writer was asked.
+    static let writerLimitFrames = 8_000
 
     /// Whether the thread passes again at once instead of asking the writer to finish the checkpoint: while
     /// more than `settledFrames` arrived during the last pass, and fewer than during the one before. Passes
@@ -151,10 +150,9 @@ final class Checkpointer: Sendable {
         }
         let frames: Int = row?[1] ?? 0
         let copied: Int = row?[2] ?? 0
-        // Synced also when the writer is asked next: what this pass leaves unsynced, the writer's checkpoint
-        // syncs while every commit waits (turn p99 46 against 52 ms, measured). Not past `writerLimitFrames`:
-        // there a flood outruns the passes, and the writer's checkpoint comes after the next commit anyway.
-        if copied > 0, frames < writerLimitFrames { try syncDatabaseAndWAL(connection) }
+        // A WAL past `CatchUp.maxFrames` goes to the writer without a sync here, which would let a flood of
+        // writes grow it further meanwhile; the writer's checkpoint syncs what is left.
+        if copied > 0, frames < CatchUp.maxFrames { try syncDatabaseAndWAL(connection) }
         guard frames >= restartFrames else { return false }
         if catchUp.passAgain(frames: frames) { return true }
         shared.condition.lock()

@@ -65,10 +65,9 @@ import Testing
         try await appendConcurrently(store, sessionId: acquired.session.id, writers: 8, appends: 500, bytes: 60_000)
         try await Task.sleep(for: .milliseconds(300))
         // The pages reached the database file while the store stayed open, and the WAL started over
-        // instead of holding all of it. Past 26 MB after a commit the writer checkpoints without waiting for
-        // the background thread's next pass (`Checkpointer.writerLimitFrames`): 38–61 MB here in eight runs
-        // (38–72 MB in fifteen with 32 MB), against 113–128 MB (the bound was 120 MB then) when only the
-        // thread's passes could ask for it.
+        // instead of holding all of it. Past 32 MB after a commit the writer checkpoints without waiting for
+        // the background thread's next pass (`Checkpointer.writerLimitFrames`): 48–59 MB here in five runs,
+        // against 113–128 MB (the bound was 120 MB then) when only the thread's passes could ask for it.
         #expect(size(path) > before + 120_000_000)
         #expect(size(path + "-wal") < 80_000_000)
         #expect(try await store.readValue(sql: "PRAGMA integrity_check") == "ok")
