@@ -35,6 +35,28 @@ import Testing
             }
         }
 
+        /// Inserts `count` rows of 1 KB in one transaction.
+        func insertRows(_ count: Int) throws {
+            try writer.write { db in
+                for _ in 0..<count { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
+            }
+        }
+
+        /// Runs `body` in one transaction with a page cache of 5 pages, so that it writes pages into the WAL
+        /// before it ends, and ends it with `completion`.
+        func spilling(
+            _ completion: GRDB.Database.TransactionCompletion, _ body: (GRDB.Database) throws -> Void
+        ) throws {
+            try writer.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA cache_size = 5")
+                defer { try? db.execute(sql: "PRAGMA cache_size = -2000") }
+                try db.inTransaction {
+                    try body(db)
+                    return completion
+                }
+            }
+        }
+
         /// Makes the writer's WAL writes fail with `SQLITE_FULL` once `afterWrites` more have been made; `nil`
         /// ends the failures.
         func failWrites(after afterWrites: Int?) throws {
@@ -64,9 +86,7 @@ import Testing
         var before = try database.counts()
         for round in 1...3 {
             // 300 rows of 1 KB: about 80 pages, and so 80 frames of 4 KiB.
-            try database.writer.write { db in
-                for _ in 0..<300 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-            }
+            try database.insertRows(300)
             let after = try database.counts()
             let asked = after.writesAsked - before.writesAsked
             let made = after.writesMade - before.writesMade
@@ -85,17 +105,11 @@ import Testing
     @Test func aTransactionThatSpillsPagesIsWholeForReadersAndInACrashImage() throws {
         let database = try Database()
         defer { try? FileManager.default.removeItem(at: database.directory) }
-        try database.writer.write { db in
-            for _ in 0..<900 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-        }
+        try database.insertRows(900)
         let before = try database.counts()
-        try database.writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA cache_size = 5")
-            try db.inTransaction {
-                for _ in 0..<20 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500)) WHERE k % 3 = 0") }
-                try db.execute(sql: "UPDATE t SET v = 'last' WHERE k = 7")
-                return .commit
-            }
+        try database.spilling(.commit) { db in
+            for _ in 0..<20 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500)) WHERE k % 3 = 0") }
+            try db.execute(sql: "UPDATE t SET v = 'last' WHERE k = 7")
         }
         #expect(try database.counts().rewrites > before.rewrites, "the transaction rewrote no frame in place")
         let query = "SELECT count(*) FROM t WHERE v = 'last'"
@@ -113,11 +127,7 @@ import Testing
         let database = try Database()
         defer { try? FileManager.default.removeItem(at: database.directory) }
         // 300 rows of 1 KB: about 330 KB, which go out in three parts.
-        func insertRows() throws {
-            try database.writer.write { db in
-                for _ in 0..<300 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-            }
-        }
+        func insertRows() throws { try database.insertRows(300) }
         try insertRows()
         try database.failWrites(after: afterWrites)
         let failure = #expect(throws: DatabaseError.self) { try insertRows() }
@@ -138,17 +148,11 @@ import Testing
     @Test func aTransactionThatSpillsIntoAFullDiskFailsWholeAndCommitsWholeLater() throws {
         let database = try Database()
         defer { try? FileManager.default.removeItem(at: database.directory) }
-        try database.writer.write { db in
-            for _ in 0..<900 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-        }
+        try database.insertRows(900)
         func updateEverything() throws {
-            try database.writer.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA cache_size = 5")
-                try db.inTransaction {
-                    for _ in 0..<20 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500)) WHERE k % 3 = 0") }
-                    try db.execute(sql: "UPDATE t SET v = 'last' WHERE k = 7")
-                    return .commit
-                }
+            try database.spilling(.commit) { db in
+                for _ in 0..<20 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500)) WHERE k % 3 = 0") }
+                try db.execute(sql: "UPDATE t SET v = 'last' WHERE k = 7")
             }
         }
         let before = try database.counts()
@@ -172,17 +176,10 @@ import Testing
     @Test func aCommitOverFramesOfARolledBackTransactionIsWholeForReadersAndInACrashImage() throws {
         let database = try Database()
         defer { try? FileManager.default.removeItem(at: database.directory) }
-        try database.writer.write { db in
-            for _ in 0..<900 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-        }
+        try database.insertRows(900)
         let before = try database.counts()
-        try database.writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA cache_size = 5")
-            try db.inTransaction {
-                for _ in 0..<5 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500))") }
-                return .rollback
-            }
-            try db.execute(sql: "PRAGMA cache_size = -2000")
+        try database.spilling(.rollback) { db in
+            for _ in 0..<5 { try db.execute(sql: "UPDATE t SET v = hex(randomblob(500))") }
         }
         #expect(try database.counts().writesMade > before.writesMade, "the rolled-back transaction wrote no frame")
         for round in 1...3 {
@@ -199,9 +196,7 @@ import Testing
     @Test func aCommitAfterAnotherConnectionRestartedTheWALIsWholeForReadersAndInACrashImage() throws {
         let database = try Database()
         defer { try? FileManager.default.removeItem(at: database.directory) }
-        try database.writer.write { db in
-            for _ in 0..<300 { try db.execute(sql: "INSERT INTO t(v) VALUES (hex(randomblob(500)))") }
-        }
+        try database.insertRows(300)
         try database.reader.writeWithoutTransaction { db in
             let checkpoint = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(RESTART)")
             try #require(checkpoint?[0] as Int? == 0, "the checkpoint was busy")
