@@ -61,6 +61,7 @@ let package = Package(
                 .embedInCode("../../schema/0003_plain_checks.sql"),
                 .embedInCode("../../schema/0004_audit_chain.sql"),
                 .embedInCode("../../schema/0005_expiry_bound.sql"),
+                .embedInCode("../../schema/0006_linked_chain.sql"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -57,7 +57,7 @@ SESSION_COLUMNS = (
     "pk, id, tenant, key, tool, cwd, cliSessionId, status, createdAt, lastUsedAt, expiresAt, ttlSeconds, "
     "turnCount, resumeAttempts, resumeSuccesses, consecutiveFailures, totalFailures, lastFailureReason, "
     "costUsd, cliCostUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, "
-    "forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt"
+    "forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt, lastChainLinkId"
 )
 COLUMN_NAMES = [c.strip() for c in SESSION_COLUMNS.split(",")]
 
@@ -371,6 +371,11 @@ class Store:
                     if victim is None:
                         raise RPCError("too_large", "the tenant is at its session cap and every session is in use")
                     victim = dict(zip(COLUMN_NAMES, victim))
+                    # A chain's links are linked from the session's newest (schema 0006), not keyed by it.
+                    db.execute(
+                        "WITH RECURSIVE link(id) AS (SELECT ? UNION ALL SELECT chainLink.prevId FROM chainLink "
+                        "JOIN link ON chainLink.id = link.id) DELETE FROM chainLink WHERE id IN link",
+                        (victim["lastChainLinkId"],))
                     db.execute("DELETE FROM session WHERE pk = ?", (victim["pk"],))
                     self.audit(db, victim, actor, "session.evict", now,
                                {"cause": "tenant_cap", "cap": self.max_sessions_per_tenant})
@@ -497,10 +502,11 @@ class Store:
                         chain_reason = CHAIN_REASON_FOR_FRESH.get(mode[len("fresh:"):], "created")
                     status = "active"
                 if chain_reason:
-                    db.execute(
-                        "INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES "
-                        "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chainLink WHERE sessionPk = ?), ?, ?, ?)",
-                        (row["pk"], row["pk"], reported, chain_reason, now))
+                    cur = db.execute(
+                        "INSERT INTO chainLink(sessionPk, seq, prevId, cliSessionId, reason, at) VALUES "
+                        "(?1, COALESCE((SELECT seq FROM chainLink WHERE id = ?2), 0) + 1, ?2, ?3, ?4, ?5)",
+                        (row["pk"], row["lastChainLinkId"], reported, chain_reason, now))
+                    row["lastChainLinkId"] = cur.lastrowid
                     head = reported
                     chain_extended = True
                 if cli_total is not None:
@@ -553,10 +559,11 @@ class Store:
                 "messageCount = ?, inputTokens = inputTokens + ?, outputTokens = outputTokens + ?, lastUsedAt = ?, "
                 "expiresAt = ? + ttlSeconds * 1000, "
                 "leaseToken = CASE WHEN ? THEN leaseToken END, leaseHolder = CASE WHEN ? THEN leaseHolder END, "
-                "leaseExpiresAt = CASE WHEN ? THEN ? END WHERE pk = ?",
+                "leaseExpiresAt = CASE WHEN ? THEN ? END, lastChainLinkId = ? WHERE pk = ?",
                 (status, head, mode if keep else None, consecutive, attempts, successes, total_failures,
                  last_failure, pending, fork_pending, turns, added, cli_cost, message_count, input_tokens or 0,
-                 output_tokens or 0, now, now, keep, keep, keep, now + DEFAULT_LEASE_MS, row["pk"]))
+                 output_tokens or 0, now, now, keep, keep, keep, now + DEFAULT_LEASE_MS, row["lastChainLinkId"],
+                 row["pk"]))
             # The row as just written, without reading it back (as in sessiond).
             updated = dict(row)
             updated.update(
@@ -672,8 +679,10 @@ class Store:
             row = self.require(db, session_id)
             return {"chain": [
                 {"seq": r[0], "cliSessionId": r[1], "reason": r[2], "at": fmt_date(r[3])}
-                for r in db.execute("SELECT seq, cliSessionId, reason, at FROM chainLink WHERE sessionPk = ? "
-                                    "ORDER BY seq", (row["pk"],))]}
+                for r in db.execute("WITH RECURSIVE link(id) AS (SELECT ? UNION ALL SELECT chainLink.prevId "
+                                    "FROM chainLink JOIN link ON chainLink.id = link.id) "
+                                    "SELECT seq, cliSessionId, reason, at FROM chainLink WHERE id IN link "
+                                    "ORDER BY seq", (row["lastChainLinkId"],))]}
 
         return body
 

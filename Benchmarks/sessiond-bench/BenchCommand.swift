@@ -235,6 +235,7 @@ struct Prefill: AsyncParsableCommand {
                         """)
                 let chain = try db.makeStatement(
                     sql: "INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES (?, 1, ?, 'created', ?)")
+                let head = try db.makeStatement(sql: "UPDATE session SET lastChainLinkId = ? WHERE pk = ?")
                 let message = try db.makeStatement(
                     sql: "INSERT INTO message(sessionPk, seq, role, content, at) VALUES (?, ?, ?, ?, ?)")
                 for index in start..<min(sessions, start + batch) {
@@ -245,6 +246,7 @@ struct Prefill: AsyncParsableCommand {
                     ])
                     let pk = db.lastInsertedRowID
                     try chain.execute(arguments: [pk, cli, now])
+                    try head.execute(arguments: [db.lastInsertedRowID, pk])
                     for seq in 0..<messagesPerSession {
                         try message.execute(arguments: [
                             pk, seq + 1, seq % 2 == 0 ? "user" : "assistant",

@@ -11,6 +11,7 @@ enum Schema {
         ("0003_plain_checks", PackageResources._003_plain_checks_sql),
         ("0004_audit_chain", PackageResources._004_audit_chain_sql),
         ("0005_expiry_bound", PackageResources._005_expiry_bound_sql),
+        ("0006_linked_chain", PackageResources._006_linked_chain_sql),
     ]
 
     /// The names of the migrations this binary knows, in order.

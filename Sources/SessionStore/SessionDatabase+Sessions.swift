@@ -135,7 +135,7 @@ extension SessionDatabase {
             try self.audit(
                 db, row, caller: caller, action: "session.delete",
                 detail: ["force": .bool(params.force == true), "messages": .number(Double(row.messageCount))], at: now)
-            try db.statement("DELETE FROM session WHERE pk = ?").execute(arguments: [row.pk])
+            try self.deleteSession(db, pk: row.pk)
             return Self.waitName(tenant: row.tenant, key: row.key)
         }
         leaseWaiters.notify(waitName)
@@ -186,9 +186,17 @@ extension SessionDatabase {
     /// The chain of CLI session ids, oldest first.
     public func history(_ params: SessionHistory.Params, caller: Caller) async throws -> [ChainLink] {
         try await readSession(params.sessionId, caller: caller, action: SessionHistory.name) { db, row in
+            // The walk follows `prevId` links (schema 0006) from the session's newest link.
             try Row.fetchAll(
-                db.statement("SELECT seq, cliSessionId, reason, at FROM chainLink WHERE sessionPk = ? ORDER BY seq"),
-                arguments: [row.pk]
+                db.statement("""
+                    WITH RECURSIVE link(id) AS (
+                        SELECT ?1
+                        UNION ALL
+                        SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
+                        WHERE chainLink.sessionPk = ?2)
+                    SELECT seq, cliSessionId, reason, at FROM chainLink WHERE id IN link AND sessionPk = ?2 ORDER BY seq
+                    """),
+                arguments: [row.lastChainLinkId, row.pk]
             ).map { row in
                 ChainLink(
                     seq: row[0], cliSessionId: row[1], reason: ChainReason(rawValue: row[2]) ?? .created,

@@ -112,6 +112,22 @@ extension SessionDatabase {
         return id
     }
 
+    /// Deletes a session and its chain. The chain's links are linked, not keyed by session (schema 0006), so
+    /// they go first, by following the links from the session's newest; the foreign keys cascade to the rest
+    /// (messages, transcripts, labels).
+    func deleteSession(_ db: Database, pk: Int64) throws {
+        try db.statement("""
+                WITH RECURSIVE link(id) AS (
+                    SELECT lastChainLinkId FROM session WHERE pk = ?1
+                    UNION ALL
+                    SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
+                    WHERE chainLink.sessionPk = ?1)
+                DELETE FROM chainLink WHERE id IN link AND sessionPk = ?1
+                """
+        ).run(pk)
+        try db.statement("DELETE FROM session WHERE pk = ?").run(pk)
+    }
+
     /// Adds a turn's changes to the tenant's counters shown by `stats`, in one statement.
     func count(_ db: Database, tenant: String, _ delta: CounterDelta) throws {
         try db.statement("""

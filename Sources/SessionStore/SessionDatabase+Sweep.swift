@@ -138,7 +138,7 @@ extension SessionDatabase {
             try audit(
                 db, row, caller: Self.sweeper, action: "session.purge",
                 detail: ["status": .string(row.status.rawValue), "messages": .number(Double(row.messageCount))], at: now)
-            try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
+            try deleteSession(db, pk: row.pk)
         }
         return rows.count
     }
@@ -158,7 +158,7 @@ extension SessionDatabase {
                 try audit(
                     db, row, caller: Self.sweeper, action: "session.evict",
                     detail: ["cause": "tenant_cap", "cap": .number(Double(cap))], at: now)
-                try db.execute(sql: "DELETE FROM session WHERE pk = ?", arguments: [row.pk])
+                try deleteSession(db, pk: row.pk)
             }
             evicted += rows.count
             if evicted >= limit { break }

@@ -183,7 +183,7 @@ extension SessionDatabase {
         try audit(
             db, victim, caller: caller, action: "session.evict",
             detail: ["cause": "tenant_cap", "cap": .number(Double(configuration.maxSessionsPerTenant))], at: now)
-        try db.statement("DELETE FROM session WHERE pk = ?").execute(arguments: [victim.pk])
+        try deleteSession(db, pk: victim.pk)
     }
 
     /// Sets a session's status in a statement of its own, only when it changes: the turn's own updates leave
@@ -286,10 +286,11 @@ extension SessionDatabase {
                 }
                 if let chainReason {
                     try db.statement("""
-                            INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at)
-                            VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chainLink WHERE sessionPk = ?), ?, ?, ?)
+                            INSERT INTO chainLink(sessionPk, seq, prevId, cliSessionId, reason, at)
+                            VALUES (?1, COALESCE((SELECT seq FROM chainLink WHERE id = ?2), 0) + 1, ?2, ?3, ?4, ?5)
                             """
-                    ).run(row.pk, row.pk, reported, chainReason.rawValue, now)
+                    ).run(row.pk, row.lastChainLinkId, reported, chainReason.rawValue, now)
+                    row.lastChainLinkId = db.lastInsertedRowID
                     head = reported
                     chainExtended = true
                 }
@@ -364,14 +365,14 @@ extension SessionDatabase {
                         leaseToken = CASE WHEN ? THEN leaseToken END,
                         leaseHolder = CASE WHEN ? THEN leaseHolder END,
                         leaseExpiresAt = CASE WHEN ? THEN ? END,
-                        lastAuditId = ?
+                        lastAuditId = ?, lastChainLinkId = ?
                     WHERE pk = ?
                     """
             ).run(
                 head, keep ? mode.rawValue : nil, consecutive, attempts, successes, totalFailures,
                 lastFailure, pendingFresh?.rawValue, forkPending, turns, addedCost, cliCost, messageCount,
                 params.inputTokens ?? 0, params.outputTokens ?? 0, now, now, keep, keep, keep, now + leaseMs,
-                row.lastAuditId, row.pk)
+                row.lastAuditId, row.lastChainLinkId, row.pk)
             // The row as just written, without reading it back.
             var updated = row
             (updated.status, updated.cliSessionId, updated.turnMode) = (status, head, keep ? mode : nil)

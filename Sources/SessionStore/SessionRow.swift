@@ -8,7 +8,8 @@ struct SessionRow: Sendable {
         pk, id, tenant, key, tool, cwd, cliSessionId, status, createdAt, lastUsedAt, expiresAt, ttlSeconds, \
         turnCount, resumeAttempts, resumeSuccesses, consecutiveFailures, totalFailures, lastFailureReason, \
         costUsd, cliCostUsd, inputTokens, outputTokens, messageCount, transcriptBytes, metadata, labels, parentId, \
-        forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt, lastAuditId
+        forkPending, pendingFresh, turnMode, leaseToken, leaseHolder, leaseFence, leaseExpiresAt, lastAuditId, \
+        lastChainLinkId
         """
 
     var pk: Int64
@@ -47,6 +48,8 @@ struct SessionRow: Sendable {
     var leaseExpiresAt: Int64?
     /// The session's newest audit row (schema 0004).
     var lastAuditId: Int64?
+    /// The session's newest chain link (schema 0006).
+    var lastChainLinkId: Int64?
 
     /// The lookups of one row, built once: they run in every turn.
     static let byID = BuiltSQL("SELECT \(columns) FROM session WHERE id = ?")
@@ -92,6 +95,7 @@ struct SessionRow: Sendable {
         leaseFence = column(32) ?? 0
         leaseExpiresAt = column(33)
         lastAuditId = column(34)
+        lastChainLinkId = column(35)
     }
 
     /// Whether a lease is held and unexpired at `now`.

@@ -175,10 +175,13 @@ import Testing
         let clock = ManualClock()
         let store = try makeStore(clock: clock) { $0.retention = .seconds(3600) }
         let (acquired, _) = try await store.turn("k", reporting: "a", messages: [.init(role: .user, content: "x")])
+        try await store.turn("k", reporting: "b")
         clock.advance(.seconds(24 * 3600 + 1))
+        try await store.turn("kept", reporting: "x")
         #expect(try await store.sweep().expired == 1)
         clock.advance(.seconds(3601))
         #expect(try await store.sweep().purged == 1)
+        #expect(try await store.storedChainLinks() == ["x"])
         #expect(await expectError(.notFound) { _ = try await store.get(.init(key: "k"), caller: alice) } != nil)
         let audit = try await store.listAudit(.init(sessionId: acquired.session.id), caller: alice)
         #expect(audit.entries.contains { $0.action == "session.purge" })
@@ -214,19 +217,23 @@ import Testing
         let keys = try await store.list(.init(), caller: alice).sessions.map(\.key).sorted()
         #expect(keys == ["k10", "k11", "k7", "k8", "k9"])
         #expect(try await store.stats(caller: alice).sessions == 5)
+        #expect(try await store.storedChainLinks() == (7..<12).map { "cli-\($0)" })
     }
 
     @Test func theTenantCapEvictsTheLeastRecentlyUsedIdleSession() async throws {
         let clock = ManualClock()
         let store = try makeStore(clock: clock) { $0.maxSessionsPerTenant = 3 }
-        for key in ["a", "b", "c"] {
-            try await store.turn(key, reporting: "cli-\(key)")
-            clock.advance(.seconds(10))
+        for round in 1...2 {
+            for key in ["a", "b", "c"] {
+                try await store.turn(key, reporting: "\(key)\(round)")
+                clock.advance(.seconds(10))
+            }
         }
         _ = try await store.touch(.init(key: "a"), caller: alice)  // "b" is now the least recently used
-        try await store.turn("d", reporting: "cli-d")
+        try await store.turn("d", reporting: "d1")
         let keys = try await store.list(.init(), caller: alice).sessions.map(\.key).sorted()
         #expect(keys == ["a", "c", "d"])
+        #expect(try await store.storedChainLinks() == ["a1", "c1", "a2", "c2", "d1"])
         let evictions = try await store.listAudit(.init(action: "session.evict"), caller: alice)
         #expect(evictions.entries.map(\.key) == ["b"])
     }
@@ -325,11 +332,19 @@ import Testing
 
     @Test func deleteRemovesEverythingAndRefusesWhileLeased() async throws {
         let store = try makeStore()
+        // The two sessions' chain links interleave, and only the deleted session's go.
+        try await store.turn("k", reporting: "a")
+        try await store.turn("other", reporting: "x")
+        try await store.turn("k", reporting: "b")
+        try await store.turn("other", reporting: "y")
         let acquired = try await store.acquire(.init(key: "k"), caller: alice)
         let held = await expectError(.leaseHeld) { _ = try await store.delete(.init(sessionId: acquired.session.id), caller: bob) }
         #expect(held != nil)
         #expect(try await store.delete(.init(sessionId: acquired.session.id, force: true), caller: bob))
         #expect(await expectError(.notFound) { _ = try await store.get(.init(sessionId: acquired.session.id), caller: alice) } != nil)
+        #expect(try await store.storedChainLinks() == ["x", "y"])
+        let kept = try await store.get(.init(key: "other"), caller: alice)
+        #expect(try await store.history(.init(sessionId: kept.id), caller: alice).map(\.cliSessionId) == ["x", "y"])
         let again = try await store.acquire(.init(key: "k"), caller: alice)
         #expect(again.created)
     }

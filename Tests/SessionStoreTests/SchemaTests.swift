@@ -162,6 +162,52 @@ import Testing
         #expect(plan.contains("USING INDEX audit_session_end"), "\(plan)")
     }
 
+    /// Migration 0006 links each session's chain instead of keying it by session: on a database of version 5,
+    /// every chain reads back in order, the next turn extends it, and deleting a session takes its links only.
+    @Test func chainLinksOfVersion5AreLinkedPerSession() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("registry.sqlite").path
+        let version5 = try olderDatabase(path: path, through: Array(SessionDatabase.migrationNames.prefix(5)))
+        try await version5.write { db in
+            for (key, head) in [("one", "o3"), ("two", "t2"), ("none", nil)] {
+                try db.execute(
+                    sql: """
+                        INSERT INTO session(id, tenant, key, tool, cliSessionId, createdAt, lastUsedAt, expiresAt, ttlSeconds)
+                        VALUES (?, 'local', ?, 'claude', ?, 1, 1, 9000000000000, 86400)
+                        """, arguments: [key, key, head])
+            }
+            // Written interleaved, as turns of two sessions would be.
+            for (pk, seq, id, reason) in [
+                (1, 1, "o1", "created"), (2, 1, "t1", "forked"), (1, 2, "o2", "changed_by_cli"),
+                (2, 2, "t2", "fresh_after_failure"), (1, 3, "o3", "changed_by_cli"),
+            ] {
+                try db.execute(
+                    sql: "INSERT INTO chainLink(sessionPk, seq, cliSessionId, reason, at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [pk, seq, id, reason, seq])
+            }
+        }
+        try version5.close()
+
+        let store = try SessionDatabase.open(path: path)
+        #expect(store.schemaVersion == SessionDatabase.migrationNames.last)
+        func chain(_ sessionId: String) async throws -> [String] {
+            try await store.history(.init(sessionId: sessionId), caller: alice).map { "\($0.seq):\($0.cliSessionId)" }
+        }
+        #expect(try await chain("one") == ["1:o1", "2:o2", "3:o3"])
+        #expect(try await chain("two") == ["1:t1", "2:t2"])
+        #expect(try await chain("none") == [])
+        #expect(try await store.history(.init(sessionId: "two"), caller: alice).map(\.reason) == [.forked, .freshAfterFailure])
+        #expect(try await store.readValue(sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'linkedChainLink'") == 0)
+
+        let (acquired, completed) = try await store.turn("one", reporting: "o4")
+        #expect(acquired.decision == .resume("o3") && completed.chainExtended)
+        #expect(try await chain("one") == ["1:o1", "2:o2", "3:o3", "4:o4"])
+        #expect(try await store.delete(.init(sessionId: "two"), caller: alice))
+        #expect(try await store.storedChainLinks() == ["o1", "o2", "o3", "o4"])
+        #expect(try await store.readValue(sql: "PRAGMA integrity_check") == "ok")
+    }
+
     /// Migration 0003 rewrites the `IN (…)` CHECK constraints as comparisons in place: a database of
     /// version 2 keeps its rows, every constraint still refuses what it refused, and no statement of a
     /// turn builds a temporary table for one any more.

@@ -35,6 +35,13 @@ func makeTemporaryDirectory() throws -> URL {
 }
 
 extension SessionDatabase {
+    /// The CLI session id of every stored chain link, oldest first: what deleting sessions left behind.
+    func storedChainLinks() async throws -> [String] {
+        let joined: String? = try await readValue(
+            sql: "SELECT group_concat(cliSessionId, ' ') FROM (SELECT cliSessionId FROM chainLink ORDER BY id)")
+        return joined?.split(separator: " ").map(String.init) ?? []
+    }
+
     /// Acquire, then complete `ok` with `cliSessionId`.
     @discardableResult
     func turn(
