@@ -193,7 +193,7 @@ extension SessionDatabase {
                         SELECT ?1
                         UNION ALL
                         SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
-                        WHERE chainLink.sessionPk = ?2)
+                        WHERE chainLink.sessionPk = ?2 AND chainLink.prevId < chainLink.id)
                     SELECT seq, cliSessionId, reason, at FROM chainLink WHERE id IN link AND sessionPk = ?2 ORDER BY seq
                     """),
                 arguments: [row.lastChainLinkId, row.pk]

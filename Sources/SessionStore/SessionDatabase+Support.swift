@@ -113,15 +113,15 @@ extension SessionDatabase {
     }
 
     /// Deletes a session and its chain. The chain's links are linked, not keyed by session (schema 0006), so
-    /// they go first, by following the links from the session's newest; the foreign keys cascade to the rest
-    /// (messages, transcripts, labels).
+    /// they go first, by following the links from the session's newest (each names an older one, so the walk
+    /// ends even on a damaged link); the foreign keys cascade to the rest (messages, transcripts, labels).
     func deleteSession(_ db: Database, pk: Int64) throws {
         try db.statement("""
                 WITH RECURSIVE link(id) AS (
                     SELECT lastChainLinkId FROM session WHERE pk = ?1
                     UNION ALL
                     SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
-                    WHERE chainLink.sessionPk = ?1)
+                    WHERE chainLink.sessionPk = ?1 AND chainLink.prevId < chainLink.id)
                 DELETE FROM chainLink WHERE id IN link AND sessionPk = ?1
                 """
         ).run(pk)

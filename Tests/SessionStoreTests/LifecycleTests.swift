@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SessionProtocol
 import SessionStore
 import Testing
@@ -347,6 +348,24 @@ import Testing
         #expect(try await store.history(.init(sessionId: kept.id), caller: alice).map(\.cliSessionId) == ["x", "y"])
         let again = try await store.acquire(.init(key: "k"), caller: alice)
         #expect(again.created)
+    }
+
+    /// A chain's walk only ever moves to an older link, so a damaged link (here one naming a newer link, which
+    /// would close a loop) ends it: `session.history` answers and `session.delete` deletes what it reached.
+    @Test func aDamagedChainLinkEndsTheWalkInsteadOfLooping() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("chain.sqlite").path
+        let store = try SessionDatabase.open(path: path)
+        let (first, _) = try await store.turn("k", reporting: "a")
+        try await store.turn("k", reporting: "b")
+        try await DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "UPDATE chainLink SET prevId = (SELECT max(id) FROM chainLink) WHERE seq = 1")
+        }
+        let chain = try await store.history(.init(sessionId: first.session.id), caller: alice)
+        #expect(chain.map(\.cliSessionId) == ["a", "b"])
+        #expect(try await store.delete(.init(sessionId: first.session.id), caller: alice))
+        #expect(try await store.storedChainLinks() == [])
     }
 
     @Test func auditDetailsKeepAnyTextExactly() async throws {
