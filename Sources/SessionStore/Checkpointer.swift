@@ -41,7 +41,8 @@ final class Checkpointer: Sendable {
     static let restartFrames = 1000
     /// WAL frames past which the writer runs its checkpoint after a commit without being asked: 32 MB. The
     /// thread looks at the WAL once per pass, and a flood of large writes (about 250 MB/s of 60 KB messages
-    /// here) grew it by 30–60 MB between two passes, to 111 MB before the writer was asked.
+    /// here) grew it by 30–60 MB between two passes, to 111 MB before the writer was asked. Past it, the
+    /// writer waits for a pass that is running (``excluding(_:)``) rather than commit on beside it.
     static let writerLimitFrames = 8_000
 
     /// Whether the thread passes again at once instead of asking the writer to finish the checkpoint: while

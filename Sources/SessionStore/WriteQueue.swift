@@ -164,14 +164,18 @@ final class WriteQueue: Sendable {
             let batch = Array(shared.pending.prefix(count))
             shared.pending.removeFirst(count)
             shared.condition.unlock()
-            // Asked by the checkpointer, or past its limit: a checkpoint the thread's pass holds off fails with
-            // `SQLITE_BUSY`, and the next batch tries again.
-            if let checkpointer,
-                checkpointer.writerShouldCheckpoint || walFrames.pointee >= Checkpointer.writerLimitFrames,
-                (try? writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }) != nil
-            {
-                walFrames.pointee = 0
-                checkpointer.writerDidCheckpoint()
+            // Asked by the checkpointer: a checkpoint the thread's pass holds off fails with `SQLITE_BUSY`, and
+            // the next batch tries again. Past its limit, the writer waits for that pass instead: commits that
+            // went on meanwhile would grow the WAL for as long as the passes kept it busy.
+            if let checkpointer {
+                let pastLimit = walFrames.pointee >= Checkpointer.writerLimitFrames
+                if pastLimit || checkpointer.writerShouldCheckpoint {
+                    let checkpoint = { try writer.writeWithoutTransaction { db in try db.checkpoint(.passive) } }
+                    if (try? pastLimit ? checkpointer.excluding(checkpoint) : checkpoint()) != nil {
+                        walFrames.pointee = 0
+                        checkpointer.writerDidCheckpoint()
+                    }
+                }
             }
             do {
                 do {
