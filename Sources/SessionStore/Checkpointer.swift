@@ -151,9 +151,9 @@ final class Checkpointer: Sendable {
         }
         let frames: Int = row?[1] ?? 0
         let copied: Int = row?[2] ?? 0
-        // A WAL past `CatchUp.maxFrames` goes to the writer without a sync here, which would let a flood of
-        // writes grow it further meanwhile; the writer's checkpoint syncs what is left.
-        if copied > 0, frames < CatchUp.maxFrames { try syncDatabaseAndWAL(connection) }
+        // Synced also when the writer is asked next: what this pass leaves unsynced, the writer's checkpoint
+        // syncs while every commit waits. Not past `writerLimitFrames`, where the writer checkpoints anyway.
+        if copied > 0, frames < writerLimitFrames { try syncDatabaseAndWAL(connection) }
         guard frames >= restartFrames else { return false }
         if catchUp.passAgain(frames: frames) { return true }
         shared.condition.lock()
