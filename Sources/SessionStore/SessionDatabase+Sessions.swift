@@ -186,18 +186,7 @@ extension SessionDatabase {
     /// The chain of CLI session ids, oldest first.
     public func history(_ params: SessionHistory.Params, caller: Caller) async throws -> [ChainLink] {
         try await readSession(params.sessionId, caller: caller, action: SessionHistory.name) { db, row in
-            // The walk follows `prevId` links (schema 0006) from the session's newest link.
-            try Row.fetchAll(
-                db.statement("""
-                    WITH RECURSIVE link(id) AS (
-                        SELECT ?1
-                        UNION ALL
-                        SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
-                        WHERE chainLink.sessionPk = ?2 AND chainLink.prevId < chainLink.id)
-                    SELECT seq, cliSessionId, reason, at FROM chainLink WHERE id IN link AND sessionPk = ?2 ORDER BY seq
-                    """),
-                arguments: [row.lastChainLinkId, row.pk]
-            ).map { row in
+            try Row.fetchAll(db.statement(ChainWalk.select), arguments: [row.pk]).map { row in
                 ChainLink(
                     seq: row[0], cliSessionId: row[1], reason: ChainReason(rawValue: row[2]) ?? .created,
                     at: Date(ms: row[3]))

@@ -113,18 +113,10 @@ extension SessionDatabase {
     }
 
     /// Deletes a session and its chain. The chain's links are linked, not keyed by session (schema 0006), so
-    /// they go first, by following the links from the session's newest (each names an older one, so the walk
-    /// ends even on a damaged link); the foreign keys cascade to the rest (messages, transcripts, labels).
+    /// they go first, by following the links (``ChainWalk``); the foreign keys cascade to the rest (messages,
+    /// transcripts, labels).
     func deleteSession(_ db: Database, pk: Int64) throws {
-        try db.statement("""
-                WITH RECURSIVE link(id) AS (
-                    SELECT lastChainLinkId FROM session WHERE pk = ?1
-                    UNION ALL
-                    SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
-                    WHERE chainLink.sessionPk = ?1 AND chainLink.prevId < chainLink.id)
-                DELETE FROM chainLink WHERE id IN link AND sessionPk = ?1
-                """
-        ).run(pk)
+        try db.statement(ChainWalk.delete).run(pk)
         try db.statement("DELETE FROM session WHERE pk = ?").run(pk)
     }
 
@@ -199,4 +191,21 @@ struct CounterDelta {
     var resumeSuccesses = 0
     var resumeFailures = 0
     var freshStarts = 0
+}
+
+/// A session's chain, walked by its links (schema 0006) from the newest, which the session row names; `?1` is
+/// the session's pk. Each step moves to an older link, so a damaged link ends the walk instead of looping.
+enum ChainWalk {
+    private static let links = """
+        WITH RECURSIVE link(id) AS (
+            SELECT lastChainLinkId FROM session WHERE pk = ?1
+            UNION ALL
+            SELECT chainLink.prevId FROM chainLink JOIN link ON chainLink.id = link.id
+            WHERE chainLink.sessionPk = ?1 AND chainLink.prevId < chainLink.id)
+        """
+    /// The chain, oldest first.
+    static let select = BuiltSQL(
+        links + "\nSELECT seq, cliSessionId, reason, at FROM chainLink WHERE id IN link AND sessionPk = ?1 ORDER BY seq")
+    /// Deletes the chain.
+    static let delete = BuiltSQL(links + "\nDELETE FROM chainLink WHERE id IN link AND sessionPk = ?1")
 }
