@@ -50,18 +50,15 @@ final class Checkpointer: Sendable {
     /// that stop gaining, a WAL of `maxFrames` or more, and `maxPasses` passes in a row go to the writer, so
     /// that a write rate the passes cannot keep up with still starts the WAL over about as often as before
     /// (the flood of `theWALIsCheckpointedWhileOpenAndStaysBoundedUnderSteadyWrites`, doubled to 240 MB,
-    /// grew the WAL to 120–180 MB in three runs of four with a 32 MB limit).
-    ///
-    /// The writer's checkpoint copies what arrived during the last pass and syncs those pages of the database
-    /// file, scattered ones at about 30 µs each here, while every commit waits. With 500 frames, 6 passes and
-    /// 16 MB, the turn workload handed over after two or three passes, most often at the size limit, and the
-    /// writer stopped for a median 9.5 ms; with these, 7.4–8.6 ms and about 30 % less in all.
+    /// grew the WAL to 120–180 MB in three runs of four with a 32 MB limit). Catching up closer (150 frames,
+    /// 12 passes, 24 MB) cut the writer's stops by a quarter in all, but ran fewer turns/s in six traced
+    /// pairs of seven, with no clear gain in p99 (Benchmarks/README.md, eighteenth session).
     struct CatchUp {
-        /// Frames arrived during the last pass at or below which the writer is asked: about 0.6 MB to copy.
-        static let settledFrames = 150
-        static let maxPasses = 12
-        /// 24 MB of 4 KiB pages: below `writerLimitFrames`, up to which every pass syncs.
-        static let maxFrames = 6_000
+        /// Frames arrived during the last pass at or below which the writer is asked: about 2 MB to copy.
+        static let settledFrames = 500
+        static let maxPasses = 6
+        /// 16 MB of 4 KiB pages.
+        static let maxFrames = 4_000
 
         private var framesAtLastPass: Int?
         private var arrivedDuringLastPass: Int?

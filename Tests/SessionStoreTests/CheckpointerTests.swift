@@ -24,10 +24,10 @@ import Testing
 
     /// Passes that keep gaining still hand the WAL to the writer after `maxPasses`.
     @Test func catchUpStopsAfterItsPasses() {
-        // Each pass sees 5 frames fewer arrive than the one before, never few enough.
+        // Each pass sees 10 frames fewer arrive than the one before, never few enough.
         var frames = 0
         let sizes = (0...CatchUp.maxPasses).map { pass in
-            frames += CatchUp.settledFrames + 100 - pass * 5
+            frames += CatchUp.settledFrames + 100 - pass * 10
             return frames
         }
         #expect(sizes.last! < CatchUp.maxFrames)
