@@ -148,6 +148,21 @@ final class WriteQueue: Sendable {
         shared.exited.signal()
     }
 
+    /// The writer's checkpoint between two batches, when the checkpointer asked for it or the WAL is past
+    /// `Checkpointer.writerLimitFrames`. When asked, a checkpoint that the thread's pass holds off fails with
+    /// `SQLITE_BUSY`, and the next batch tries again. Past the limit, the writer waits for that pass instead:
+    /// commits that went on meanwhile would grow the WAL for as long as the passes kept it busy.
+    private static func checkpointIfDue(
+        _ writer: any DatabaseWriter, checkpointer: Checkpointer, walFrames: UnsafeMutablePointer<CInt>
+    ) {
+        let pastLimit = walFrames.pointee >= Checkpointer.writerLimitFrames
+        guard pastLimit || checkpointer.writerShouldCheckpoint else { return }
+        let checkpoint = { try writer.writeWithoutTransaction { db in try db.checkpoint(.passive) } }
+        guard (try? pastLimit ? checkpointer.excluding(checkpoint) : checkpoint()) != nil else { return }
+        walFrames.pointee = 0
+        checkpointer.writerDidCheckpoint()
+    }
+
     /// Runs batches until the queue is stopped and empty.
     private static func serve(
         _ writer: any DatabaseWriter, shared: Shared, maxBatch: Int, checkpointer: Checkpointer?,
@@ -164,19 +179,7 @@ final class WriteQueue: Sendable {
             let batch = Array(shared.pending.prefix(count))
             shared.pending.removeFirst(count)
             shared.condition.unlock()
-            // Asked by the checkpointer: a checkpoint the thread's pass holds off fails with `SQLITE_BUSY`, and
-            // the next batch tries again. Past its limit, the writer waits for that pass instead: commits that
-            // went on meanwhile would grow the WAL for as long as the passes kept it busy.
-            if let checkpointer {
-                let pastLimit = walFrames.pointee >= Checkpointer.writerLimitFrames
-                if pastLimit || checkpointer.writerShouldCheckpoint {
-                    let checkpoint = { try writer.writeWithoutTransaction { db in try db.checkpoint(.passive) } }
-                    if (try? pastLimit ? checkpointer.excluding(checkpoint) : checkpoint()) != nil {
-                        walFrames.pointee = 0
-                        checkpointer.writerDidCheckpoint()
-                    }
-                }
-            }
+            if let checkpointer { checkpointIfDue(writer, checkpointer: checkpointer, walFrames: walFrames) }
             do {
                 do {
                     try writer.write { db in try apply(batch, to: db, savepoints: false) }
