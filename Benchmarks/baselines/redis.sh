@@ -7,6 +7,7 @@
 #   Benchmarks/baselines/redis.sh                 # 1, 16, 64, 256 connections, 200,000 requests a point
 #   Benchmarks/baselines/redis.sh --quick         # 20,000 requests a point
 #   Benchmarks/baselines/redis.sh --connections "64" --requests 100000 --workloads "turn read"
+#   Benchmarks/baselines/redis.sh --unix          # redis-benchmark over a Unix socket instead of TCP
 #
 # Workloads (JSON "workload"):
 #   turn        real turns of two EVALs each (acquire, then complete with the acquire's token and fence) on a
@@ -28,7 +29,7 @@
 # completed turn each, so turns resume; --prepopulate 0 starts empty, so early turns create sessions.
 #
 # Options: --quick, --connections "1 16 64 256", --requests N, --keys N (100000), --prepopulate N,
-#          --workloads "turn turn_fused read", --timeout S (per point, 300), --list-limit N (20).
+#          --workloads "turn turn_fused read", --timeout S (per point, 300), --list-limit N (20), --unix.
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools; installed with apt-get when
 # missing and running as root) and python3. Exit status: 0 when every point ran, 1 otherwise.
 set -euo pipefail
@@ -41,6 +42,7 @@ PREPOPULATE=""
 WORKLOADS="turn turn_fused read"
 POINT_TIMEOUT=300
 LIST_LIMIT=20
+TRANSPORT=tcp
 USER_MSG="Please summarise the change in the build script."
 ASSISTANT_MSG="The build now caches dependencies and runs tests in parallel."
 
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --workloads) WORKLOADS="$2"; shift ;;
         --timeout) POINT_TIMEOUT="$2"; shift ;;
         --list-limit) LIST_LIMIT="$2"; shift ;;
+        --unix) TRANSPORT=unix ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "redis.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -100,16 +103,19 @@ trap 'exit 130' INT TERM
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 redis-server --bind 127.0.0.1 --port "$PORT" --protected-mode yes --daemonize no \
     --dir "$WORK" --logfile "$WORK/redis.log" \
+    --unixsocket "$WORK/redis.sock" --unixsocketperm 700 \
     --appendonly yes --appendfsync everysec --save "" &
 REDIS_PID=$!
-R() { timeout 60 redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
+# Where redis-cli and redis-benchmark connect: the TCP port, or the Unix socket with --unix.
+if [ "$TRANSPORT" = unix ]; then TARGET=(-s "$WORK/redis.sock"); else TARGET=(-h 127.0.0.1 -p "$PORT"); fi
+R() { timeout 60 redis-cli "${TARGET[@]}" "$@"; }
 for _ in $(seq 1 150); do
     if [ "$(R PING 2>/dev/null || true)" = PONG ]; then break; fi
     kill -0 "$REDIS_PID" 2>/dev/null || { log "redis-server exited:"; cat "$WORK/redis.log" >&2; exit 1; }
     sleep 0.1
 done
 [ "$(R PING)" = PONG ] || { log "redis-server did not answer"; exit 1; }
-log "redis-server pid $REDIS_PID on 127.0.0.1:$PORT, appendonly $(R CONFIG GET appendonly | tail -1), appendfsync $(R CONFIG GET appendfsync | tail -1), dir $WORK"
+log "redis-server pid $REDIS_PID on 127.0.0.1:$PORT and $WORK/redis.sock (driven over $TRANSPORT), appendonly $(R CONFIG GET appendonly | tail -1), appendfsync $(R CONFIG GET appendfsync | tail -1), dir $WORK"
 
 TURN_SHA="$(R SCRIPT LOAD "$(cat "$HERE/redis_turn.lua")")"
 READ_SHA="$(R SCRIPT LOAD "$(cat "$HERE/redis_read.lua")")"
@@ -212,7 +218,7 @@ bench() {
     local out="$1" n="$2" c="$3"; shift 3
     # -e: an error reply (a rare lease_held when a random key is the one turn in flight) is shown and
     # counted instead of ending the run.
-    timeout "$POINT_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$c" -n "$n" -r "$KEYSPACE" -P 1 -e \
+    timeout "$POINT_TIMEOUT" redis-benchmark "${TARGET[@]}" -c "$c" -n "$n" -r "$KEYSPACE" -P 1 -e \
         --precision 3 "$@" >"$out" 2>&1
 }
 
@@ -250,7 +256,7 @@ for workload in $WORKLOADS; do
                 turn_fused) extra="$extra, \"server_usec_per_eval\": $(usec_per_call evalsha)" ;;
                 read) extra="$extra, \"server_usec_per_get\": $(usec_per_call hgetall), \"server_usec_per_list\": $(usec_per_call evalsha), \"list_limit\": $LIST_LIMIT" ;;
             esac
-            emit "$workload" "$c" "$extra, \"keys\": $KEYSPACE, \"prepopulated\": $PREPOPULATE}" "${runs[@]}"
+            emit "$workload" "$c" "$extra, \"keys\": $KEYSPACE, \"prepopulated\": $PREPOPULATE, \"transport\": \"$TRANSPORT\"}" "${runs[@]}"
         else
             log "$workload c=$c: redis-benchmark failed or timed out after ${POINT_TIMEOUT}s"
             tail -c 600 "$WORK/out" >&2 || true
