@@ -236,7 +236,8 @@ def scale(sessiond, bench_bin, work, quick):
     small, …) and each figure is the median of its rounds: one point each, minutes apart, moved with whatever
     else ran on the machine. "large" spreads its turns over every session, so both the stored data and the
     sessions in use are 100 times the small side's; "large, small's keys" runs the small side's turns (the
-    same keys, bench:0 to bench:9,999) on the large database, so only the stored data differs.
+    same keys, bench:0 up to the small side's count) on the large database, so only the stored data differs.
+    It runs right after "large" in each round, on the database that side warmed.
     """
     large_sessions, large_messages = (20_000, 2) if quick else (1_000_000, 10)
     small_sessions = 1_000 if quick else 10_000
