@@ -8,6 +8,7 @@
 #   Benchmarks/baselines/redis.sh --quick         # 20,000 requests a point
 #   Benchmarks/baselines/redis.sh --connections "64" --requests 100000 --workloads "turn read"
 #   Benchmarks/baselines/redis.sh --unix          # redis-benchmark over a Unix socket instead of TCP
+#   Benchmarks/baselines/redis.sh --workloads turn_driver --bench .build/release/sessiond-bench
 #
 # Workloads (JSON "workload"):
 #   turn        real turns of two EVALs each (acquire, then complete with the acquire's token and fence) on a
@@ -15,6 +16,11 @@
 #               (EVAL pairs) per second. redis-benchmark times single EVALs, so per-turn latencies are
 #               estimates: p50 = 2 x p50(EVAL), pXX = pXX(EVAL) + p50(EVAL); the measured per-EVAL
 #               figures are in eval_*.
+#   turn_driver the same turns driven by sessiond-bench (`sessiond-bench redis`, path in --bench) instead of
+#               redis-benchmark: each connection sends a random key's `acquire`, then its `complete` with the
+#               token and fence that came back, and times the pair, as sessiond's turn points are timed. So the
+#               per-turn latencies are measured, not estimated, and both systems have the same load generator.
+#               Bounded by --requests / 2 turns and --timeout. The line's system is "redis (sessiond-bench)".
 #   turn_fused  acquire and complete in one EVAL (one round trip per turn): an upper bound for Redis.
 #   read        half session.get (HGETALL of a random session), half session.list (the first page of
 #               --list-limit sessions, newest first; redis_read.lua), as sessiond-bench's read workload
@@ -29,7 +35,8 @@
 # completed turn each, so turns resume; --prepopulate 0 starts empty, so early turns create sessions.
 #
 # Options: --quick, --connections "1 16 64 256", --requests N, --keys N (100000), --prepopulate N,
-#          --workloads "turn turn_fused read", --timeout S (per point, 300), --list-limit N (20), --unix.
+#          --workloads "turn turn_fused read", --timeout S (per point, 300), --list-limit N (20), --unix,
+#          --bench PATH (sessiond-bench, for turn_driver).
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools; installed with apt-get when
 # missing and running as root) and python3. Exit status: 0 when every point ran, 1 otherwise.
 set -euo pipefail
@@ -43,6 +50,7 @@ WORKLOADS="turn turn_fused read"
 POINT_TIMEOUT=300
 LIST_LIMIT=20
 TRANSPORT=tcp
+BENCH=""
 USER_MSG="Please summarise the change in the build script."
 ASSISTANT_MSG="The build now caches dependencies and runs tests in parallel."
 
@@ -57,6 +65,7 @@ while [ $# -gt 0 ]; do
         --timeout) POINT_TIMEOUT="$2"; shift ;;
         --list-limit) LIST_LIMIT="$2"; shift ;;
         --unix) TRANSPORT=unix ;;
+        --bench) BENCH="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "redis.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -186,6 +195,11 @@ if workload == "turn":
                 "latency": "per turn, estimated from per-EVAL: p50=2*eval_p50, pXX=eval_pXX+eval_p50",
                 "evals_per_s": r["ops"], "eval_p50_ms": r["p50"], "eval_p99_ms": r["p99"],
                 "eval_p999_ms": p999(r), "eval_max_ms": r["max"], "requests": r["requests"]})
+elif workload == "turn_driver":
+    # sessiond-bench's own line: per-turn figures, measured.
+    out.update(runs[0])
+    extra.pop("errors", None)  # Redis's error replies count lease conflicts too; the driver's line splits them
+    out.update({"workload": "turn", "driver": "sessiond-bench", "latency": "per turn, measured (acquire sent to complete answered)"})
 elif workload == "read":
     get, lst = runs
     out.update({"ops_per_s": round(1 / (0.5 / get["ops"] + 0.5 / lst["ops"]), 1),
@@ -237,6 +251,14 @@ for workload in $WORKLOADS; do
                     "__rand_int__" 1200 300 0.01 "$USER_MSG" "$ASSISTANT_MSG" || ok=0
                 runs+=("$(parse "$WORK/out")")
                 settle ;;
+            turn_driver)
+                [ -x "$BENCH" ] || { log "turn_driver needs --bench PATH to sessiond-bench"; exit 2; }
+                if [ "$TRANSPORT" = unix ]; then addr="unix:$WORK/redis.sock"; else addr="127.0.0.1:$PORT"; fi
+                timeout $((POINT_TIMEOUT + 60)) "$BENCH" redis --addr "$addr" --sha "$TURN_SHA" --connections "$c" \
+                    --duration "$POINT_TIMEOUT" --max-operations $((REQUESTS / 2)) --keys "$KEYSPACE" \
+                    >"$WORK/out" 2>&1 || ok=0
+                runs+=("$(grep '^{' "$WORK/out" | tail -1)")
+                [ -n "${runs[-1]}" ] || ok=0 ;;
             turn_fused)
                 bench "$WORK/out" "$REQUESTS" "$c" EVALSHA "$TURN_SHA" 1 "bench:__rand_int__" fused bench 600000 \
                     "__rand_int__" 1200 300 0.01 "$USER_MSG" "$ASSISTANT_MSG" || ok=0
@@ -253,7 +275,7 @@ for workload in $WORKLOADS; do
             extra="{\"errors\": $(errors), \"load1_before\": $load1"
             case "$workload" in
                 turn) extra="$extra, \"acquires\": $(( $(stat stepAcquires) - acq0 )), \"completes\": $(( $(stat stepCompletes) - com0 )), \"server_usec_per_eval\": $(usec_per_call evalsha)" ;;
-                turn_fused) extra="$extra, \"server_usec_per_eval\": $(usec_per_call evalsha)" ;;
+                turn_fused|turn_driver) extra="$extra, \"server_usec_per_eval\": $(usec_per_call evalsha)" ;;
                 read) extra="$extra, \"server_usec_per_get\": $(usec_per_call hgetall), \"server_usec_per_list\": $(usec_per_call evalsha), \"list_limit\": $LIST_LIMIT" ;;
             esac
             emit "$workload" "$c" "$extra, \"keys\": $KEYSPACE, \"prepopulated\": $PREPOPULATE, \"transport\": \"$TRANSPORT\"}" "${runs[@]}"

@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessiond-bench",
         abstract: "Load generator for sessiond's protocol, with HDR latency histograms.",
-        subcommands: [Run.self, Prefill.self, StoreBench.self], defaultSubcommand: Run.self)
+        subcommands: [Run.self, RedisRun.self, Prefill.self, StoreBench.self], defaultSubcommand: Run.self)
 }
 
 /// One workload at one connection count; prints one JSON line per point.
