@@ -41,55 +41,16 @@ enum RedisDriver {
     static func measure(
         address: ServerAddress, sha: String, connections: Int, keys: Int, duration: Double, budget: OperationBudget
     ) async throws -> Point {
-        let group = MultiThreadedEventLoopGroup.singleton
-        var handlers: [RedisTurnConnection] = []
-        var channels: [any Channel] = []
-        defer { for channel in channels { channel.close(promise: nil) } }
-        for index in 0..<connections {
-            let loop = group.next()
-            let handler = RedisTurnConnection(
-                eventLoop: loop, sha: sha, keys: keys, budget: budget,
-                seed: UInt64(index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
-            let bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPReplyDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-            let channel: any Channel
-            switch address {
-            case .tcp(let host, let port):
-                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .connect(host: host, port: port).get()
-            case .unix(let path):
-                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
-            }
-            channels.append(channel)
-            handlers.append(handler)
+        try await DriverConnections.measure(address: address, connections: connections, duration: duration) { index, loop in
+            RedisTurnConnection(eventLoop: loop, sha: sha, keys: keys, budget: budget, seed: DriverConnections.seed(index))
+        } addCodec: { pipeline in
+            try pipeline.addHandler(ByteToMessageHandler(RESPReplyDecoder()))
         }
-
-        let start = NIODeadline.now()
-        let deadline = start + .nanoseconds(Int64(duration * 1e9))
-        for handler in handlers { handler.eventLoop.execute { handler.start(until: deadline) } }
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-        var conflicts = 0
-        var errors = 0
-        for handler in handlers {
-            let result = try await handler.finished.futureResult.get()
-            histogram.add(result.histogram)
-            conflicts += result.conflicts
-            errors += result.errors
-        }
-        let seconds = Double((NIODeadline.now() - start).nanoseconds) / 1e9
-        return Point(
-            operations: Int(histogram.totalCount), seconds: seconds, p50: histogram.valueAtPercentile(50),
-            p99: histogram.valueAtPercentile(99), p999: histogram.valueAtPercentile(99.9), conflicts: conflicts,
-            errors: errors)
     }
 }
 
 /// One connection running one turn at a time (redis-benchmark's `-P 1`). Everything runs on its event loop.
-final class RedisTurnConnection: ChannelInboundHandler, @unchecked Sendable {
+final class RedisTurnConnection: DriverConnection, @unchecked Sendable {
     typealias InboundIn = RESPReply
     typealias OutboundOut = ByteBuffer
 
@@ -106,6 +67,7 @@ final class RedisTurnConnection: ChannelInboundHandler, @unchecked Sendable {
 
     let eventLoop: any EventLoop
     let finished: EventLoopPromise<Worker.Result>
+    var ready: EventLoopFuture<Void> { eventLoop.makeSucceededVoidFuture() }
     private let sha: String
     private let keys: Int
     private let budget: OperationBudget

@@ -17,18 +17,44 @@ enum WireDriver {
         address: ServerAddress, connections: Int, depth: Int, workload: Run.Workload, keys: Int, ids: [String],
         duration: Double, budget: OperationBudget
     ) async throws -> Point {
+        try await DriverConnections.measure(address: address, connections: connections, duration: duration) { index, loop in
+            WireConnection(
+                eventLoop: loop, workload: workload, keys: keys, ids: ids, streams: max(1, depth), budget: budget,
+                seed: DriverConnections.seed(index))
+        } addCodec: { pipeline in
+            try pipeline.addFrameCodec(maxFrameBytes: 64 * 1024 * 1024)
+        }
+    }
+}
+
+/// One connection of a driver: a handler on its channel's event loop that runs operations from `start` until
+/// the deadline or the budget, and then succeeds `finished` with what it measured.
+protocol DriverConnection: ChannelInboundHandler, Sendable {
+    var eventLoop: any EventLoop { get }
+    var finished: EventLoopPromise<Worker.Result> { get }
+    /// Succeeds once the connection may start (for sessiond, once its `hello` is answered).
+    var ready: EventLoopFuture<Void> { get }
+    func start(until deadline: NIODeadline)
+}
+
+enum DriverConnections {
+    /// Opens `connections` channels to `address`, each with its codec and the handler `makeHandler` gives,
+    /// starts them together, and merges their histograms into one point.
+    static func measure<Handler: DriverConnection>(
+        address: ServerAddress, connections: Int, duration: Double,
+        makeHandler: (Int, any EventLoop) -> Handler,
+        addCodec: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
+    ) async throws -> Point {
         let group = MultiThreadedEventLoopGroup.singleton
-        var handlers: [WireConnection] = []
+        var handlers: [Handler] = []
         var channels: [any Channel] = []
         defer { for channel in channels { channel.close(promise: nil) } }
         for index in 0..<connections {
             let loop = group.next()
-            let handler = WireConnection(
-                eventLoop: loop, workload: workload, keys: keys, ids: ids, streams: max(1, depth), budget: budget,
-                seed: UInt64(index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max)))
+            let handler = makeHandler(index, loop)
             let bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(maxFrameBytes: 64 * 1024 * 1024)
+                    try addCodec(channel.pipeline.syncOperations)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -43,7 +69,7 @@ enum WireDriver {
             channels.append(channel)
             handlers.append(handler)
         }
-        for handler in handlers { try await handler.ready.futureResult.get() }
+        for handler in handlers { try await handler.ready.get() }
 
         let start = NIODeadline.now()
         let deadline = start + .nanoseconds(Int64(duration * 1e9))
@@ -63,10 +89,15 @@ enum WireDriver {
             p99: histogram.valueAtPercentile(99), p999: histogram.valueAtPercentile(99.9), conflicts: conflicts,
             errors: errors)
     }
+
+    /// A random generator's seed for connection `index`: distinct per connection and per run.
+    static func seed(_ index: Int) -> UInt64 {
+        UInt64(index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt32.random(in: 0...UInt32.max))
+    }
 }
 
 /// One connection and its `streams` operations in flight. Everything runs on the channel's event loop.
-final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
+final class WireConnection: DriverConnection, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -81,8 +112,9 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     let eventLoop: any EventLoop
-    let ready: EventLoopPromise<Void>
     let finished: EventLoopPromise<Worker.Result>
+    private let hello: EventLoopPromise<Void>
+    var ready: EventLoopFuture<Void> { hello.futureResult }
     private let workload: Run.Workload
     private let keys: Int
     private let ids: [String]
@@ -104,7 +136,7 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
         budget: OperationBudget, seed: UInt64
     ) {
         self.eventLoop = eventLoop
-        ready = eventLoop.makePromise()
+        hello = eventLoop.makePromise()
         finished = eventLoop.makePromise()
         self.workload = workload
         self.keys = keys
@@ -132,7 +164,7 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
     private func fail(_ error: any Error) {
         if helloPending {
             helloPending = false
-            ready.fail(error)
+            hello.fail(error)
         }
         if !done {
             done = true
@@ -164,7 +196,7 @@ final class WireConnection: ChannelInboundHandler, @unchecked Sendable {
         if helloPending {
             if let error = reply.error { return errorCaught(context: context, error: error.sessionError) }
             helloPending = false
-            return ready.succeed()
+            return hello.succeed()
         }
         let stream = Int(id % Int64(steps.count))
         if let error = reply.error {
