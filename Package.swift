@@ -162,6 +162,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// The load generator's own parsing (its Redis driver's RESP2).
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "sessiond-bench",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SessionStoreTests",
             dependencies: ["SessionStore", "CSQLiteConfig", .product(name: "GRDB", package: "GRDB.swift")],
