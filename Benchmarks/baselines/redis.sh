@@ -244,7 +244,7 @@ for workload in $WORKLOADS; do
         R CONFIG RESETSTAT >/dev/null
         acq0=$(stat stepAcquires); com0=$(stat stepCompletes)
         load1=$(cut -d' ' -f1 /proc/loadavg)
-        ok=1; runs=()
+        ok=1; runs=(); driver=redis-benchmark
         case "$workload" in
             turn)
                 bench "$WORK/out" "$REQUESTS" "$c" EVALSHA "$TURN_SHA" 1 "bench:__rand_int__" step bench 600000 \
@@ -252,12 +252,13 @@ for workload in $WORKLOADS; do
                 runs+=("$(parse "$WORK/out")")
                 settle ;;
             turn_driver)
+                driver=sessiond-bench
                 [ -x "$BENCH" ] || { log "turn_driver needs --bench PATH to sessiond-bench"; exit 2; }
                 if [ "$TRANSPORT" = unix ]; then addr="unix:$WORK/redis.sock"; else addr="127.0.0.1:$PORT"; fi
                 timeout $((POINT_TIMEOUT + 60)) "$BENCH" redis --addr "$addr" --sha "$TURN_SHA" --connections "$c" \
                     --duration "$POINT_TIMEOUT" --max-operations $((REQUESTS / 2)) --keys "$KEYSPACE" \
                     >"$WORK/out" 2>&1 || ok=0
-                runs+=("$(grep '^{' "$WORK/out" | tail -1)")
+                runs+=("$(grep '^{' "$WORK/out" | tail -1 || true)")  # none when it failed: reported below
                 [ -n "${runs[-1]}" ] || ok=0 ;;
             turn_fused)
                 bench "$WORK/out" "$REQUESTS" "$c" EVALSHA "$TURN_SHA" 1 "bench:__rand_int__" fused bench 600000 \
@@ -280,9 +281,9 @@ for workload in $WORKLOADS; do
             esac
             emit "$workload" "$c" "$extra, \"keys\": $KEYSPACE, \"prepopulated\": $PREPOPULATE, \"transport\": \"$TRANSPORT\"}" "${runs[@]}"
         else
-            log "$workload c=$c: redis-benchmark failed or timed out after ${POINT_TIMEOUT}s"
+            log "$workload c=$c: $driver failed or timed out after ${POINT_TIMEOUT}s"
             tail -c 600 "$WORK/out" >&2 || true
-            echo "{\"system\": \"redis\", \"workload\": \"$workload\", \"connections\": $c, \"error\": \"redis-benchmark failed or timed out after ${POINT_TIMEOUT}s\"}"
+            echo "{\"system\": \"redis\", \"workload\": \"$workload\", \"connections\": $c, \"error\": \"$driver failed or timed out after ${POINT_TIMEOUT}s\"}"
             FAILED=1
         fi
     done
