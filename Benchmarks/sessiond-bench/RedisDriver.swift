@@ -60,8 +60,7 @@ final class RedisTurnConnection: DriverConnection, @unchecked Sendable {
         case complete(started: NIODeadline)
     }
 
-    /// The arguments after the key that both halves send, as `redis.sh`'s turns do: holder, lease in ms,
-    /// (entropy), tokens, cost and the two messages.
+    /// The two messages a turn records: the same as `redis.sh`'s and sessiond's turns send.
     private static let user = "Please summarise the change in the build script."
     private static let assistant = "The build now caches dependencies and runs tests in parallel."
 
