@@ -52,7 +52,8 @@ final class Checkpointer: Sendable {
     /// (the flood of `theWALIsCheckpointedWhileOpenAndStaysBoundedUnderSteadyWrites`, doubled to 240 MB,
     /// grew the WAL to 120–180 MB in three runs of four with a 32 MB limit). Catching up closer (150 frames,
     /// 12 passes, 24 MB) cut the writer's stops by a quarter in all, but ran fewer turns/s in six traced
-    /// pairs of seven, with no clear gain in p99 (Benchmarks/README.md, eighteenth session).
+    /// pairs of seven, with no clear gain in p99, and left the scale run's ratio where it was (Benchmarks/HISTORY.md,
+    /// eighteenth and twenty-third sessions).
     struct CatchUp {
         /// Frames arrived during the last pass at or below which the writer is asked: about 2 MB to copy.
         static let settledFrames = 500
