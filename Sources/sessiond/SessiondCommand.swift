@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import SessionServer
 import SessionStore
@@ -72,6 +73,9 @@ struct SessiondCommand: AsyncParsableCommand {
     @Option(help: "Page cache of the writing connection, in MiB; the hot part of the session indexes should fit. [SESSIOND_CACHE_MB] (default: 64)")
     var cacheMb: Int?
 
+    @Option(help: "Event-loop threads for the sockets. [SESSIOND_EVENT_LOOPS] (default: one fewer than the cores, at least 1)")
+    var eventLoops: Int?
+
     @Option(help: "SQLite synchronous mode: normal (survives a process crash) or full (also power loss). [SESSIOND_SYNCHRONOUS] (default: normal)")
     var synchronous: String?
 
@@ -127,6 +131,12 @@ struct SessiondCommand: AsyncParsableCommand {
             server.shutdownGrace = .milliseconds(Int64(value * 1000))
         }
         let sweepInterval = Duration.milliseconds(Int64((try settings.double("sweepInterval") ?? 30) * 1000))
+        // One core stays for the SQLite writer, which every write waits for: on two cores, one event loop ran
+        // 6 % more turns/s than two, at the same p99 (Benchmarks/HISTORY.md, twenty-third session). Set before
+        // anything uses NIO's shared event-loop group, which the server listens on.
+        let eventLoops = try settings.int("eventLoops") ?? max(1, System.coreCount - 1)
+        guard eventLoops >= 1 else { throw ValidationError("--event-loops must be at least 1") }
+        NIOSingletons.groupLoopCountSuggestion = eventLoops
 
         let path = try settings.string("db") ?? Self.defaultDatabasePath()
         let database: SessionDatabase
@@ -219,6 +229,7 @@ struct Settings {
         put("synchronous", command.synchronous)
         put("maxDbPages", command.maxDbPages)
         put("cacheMb", command.cacheMb)
+        put("eventLoops", command.eventLoops)
         put("logLevel", command.logLevel)
         if let path = command.config ?? environment["SESSIOND_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: path),

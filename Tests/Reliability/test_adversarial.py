@@ -22,6 +22,7 @@ import struct
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import pytest
@@ -377,6 +378,39 @@ def test_max_in_flight_bytes_is_checked_and_applied(server_factory, tmp_path):
         assert sorted(a["id"] for a in answers if "result" in a) == list(range(1, 201))
     finally:
         conn.close()
+
+
+def _event_loop_threads(pid: int) -> int:
+    """Threads of the process that NIO's shared event-loop group started (Linux names them NIO-SGLTN-…)."""
+    names = [(task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()]
+    return sum(name.startswith("NIO-SGLTN-") for name in names)
+
+
+def _cores_without_cgroup_limits() -> Optional[int]:
+    """The cores NIO counts (`System.coreCount`), when no cgroup file could limit them; else None."""
+    limits = ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpuset.cpus", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+              "/sys/fs/cgroup/cpuset/cpuset.cpus")
+    return None if any(Path(path).exists() for path in limits) else len(os.sched_getaffinity(0))
+
+
+def test_event_loops_is_checked_and_applied(server_factory, tmp_path):
+    """--event-loops (and its environment variable) refuses what is not a whole number >= 1, sets how many
+    event-loop threads serve the sockets, and defaults to one fewer than the cores (at least one)."""
+    for args, env, said in ((["--event-loops", "0"], {}, "at least 1"),
+                            ([], {"SESSIOND_EVENT_LOOPS": "lots"}, "whole number")):
+        done = subprocess.run([sessiond_bin(), "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.sqlite"), *args],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and said in done.stderr, (args, env, done.stderr)
+    server = server_factory("--event-loops", "3")
+    assert_serving(server)
+    assert _event_loop_threads(server.pid) == 3
+    server = server_factory()
+    assert_serving(server)
+    cores = _cores_without_cgroup_limits()
+    if cores is None:  # NIO reads the limit from cgroup files; only the bounds can be checked then
+        assert _event_loop_threads(server.pid) >= 1
+    else:
+        assert _event_loop_threads(server.pid) == max(1, cores - 1)
 
 
 def test_idle_timeout_never_drops_a_pending_request(server_factory):
