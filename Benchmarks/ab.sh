@@ -5,7 +5,7 @@
 # the server's peak RSS.
 #
 # Usage: Benchmarks/ab.sh BINARY_A BINARY_B [ROUNDS]        (release builds; default 3 rounds)
-# Environment: WORKLOAD (turn, read, history or mixed; turn by default); SESSIONS (100000) and MESSAGES
+# Environment: WORKLOAD (turn, read, history or mixed; turn by default); CONNECTIONS (64); SESSIONS (100000) and MESSAGES
 # (0 per session) for the prefilled database, or SEED=FILE to copy an existing one; EXTRA for more sessiond
 # flags (say --max-sessions-per-tenant 2000000 on 1M); SEED_B=FILE runs B on a copy of that database
 # instead (to compare two layouts of the same data with one binary). Loopback only; stops what it starts.
@@ -32,7 +32,7 @@ for round in $(seq "$rounds"); do
     sync  # the copy's dirty pages are written back now, not during the point
     # shellcheck disable=SC2086
     start_sessiond "$binary" "$work/db.sqlite" ${EXTRA:-}
-    "$bench" run --addr "$addr" --workload "${WORKLOAD:-turn}" --connections 64 --duration 10 --keys "$sessions" >"$work/point" &
+    "$bench" run --addr "$addr" --workload "${WORKLOAD:-turn}" --connections "${CONNECTIONS:-64}" --duration 10 --keys "$sessions" >"$work/point" &
     load=$!
     sleep 2
     writer=$(grep -l sessiond-writer /proc/$server/task/*/comm | head -1 | cut -d/ -f5)
