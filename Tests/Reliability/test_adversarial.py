@@ -354,14 +354,18 @@ def test_pipelining_huge_frames_without_reading(server_factory, tmp_path):
         server.kill()  # do not wait for it to digest the backlog
 
 
-def test_max_in_flight_bytes_is_checked_and_applied(server_factory, tmp_path):
-    """--max-in-flight-bytes (and its environment variable) refuses what is not a whole number >= 1, and a
-    cap of 1 still serves a pipeline: each frame is read alone, and reading resumes after its answer."""
-    for args, env, said in ((["--max-in-flight-bytes", "0"], {}, "at least 1"),
-                            ([], {"SESSIOND_MAX_IN_FLIGHT_BYTES": "lots"}, "whole number")):
+def _assert_refused(tmp_path, flag: str, variable: str) -> None:
+    """sessiond refuses to start, saying why, with the flag at 0 and with its environment variable not a number."""
+    for args, env, said in (([flag, "0"], {}, "at least 1"), ([], {variable: "lots"}, "whole number")):
         done = subprocess.run([sessiond_bin(), "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.sqlite"), *args],
                               env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
         assert done.returncode != 0 and said in done.stderr, (args, env, done.stderr)
+
+
+def test_max_in_flight_bytes_is_checked_and_applied(server_factory, tmp_path):
+    """--max-in-flight-bytes (and its environment variable) refuses what is not a whole number >= 1, and a
+    cap of 1 still serves a pipeline: each frame is read alone, and reading resumes after its answer."""
+    _assert_refused(tmp_path, "--max-in-flight-bytes", "SESSIOND_MAX_IN_FLIGHT_BYTES")
     server = server_factory("--max-in-flight-bytes", "1")
     conn = RawConn(server.addr)
     try:
@@ -396,11 +400,7 @@ def _cores_without_cgroup_limits() -> Optional[int]:
 def test_event_loops_is_checked_and_applied(server_factory, tmp_path):
     """--event-loops (and its environment variable) refuses what is not a whole number >= 1, sets how many
     event-loop threads serve the sockets, and defaults to one fewer than the cores (at least one)."""
-    for args, env, said in ((["--event-loops", "0"], {}, "at least 1"),
-                            ([], {"SESSIOND_EVENT_LOOPS": "lots"}, "whole number")):
-        done = subprocess.run([sessiond_bin(), "--listen", "127.0.0.1:0", "--db", str(tmp_path / "x.sqlite"), *args],
-                              env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
-        assert done.returncode != 0 and said in done.stderr, (args, env, done.stderr)
+    _assert_refused(tmp_path, "--event-loops", "SESSIOND_EVENT_LOOPS")
     server = server_factory("--event-loops", "3")
     assert_serving(server)
     assert _event_loop_threads(server.pid) == 3
