@@ -390,11 +390,31 @@ def _event_loop_threads(pid: int) -> int:
     return sum(name.startswith("NIO-SGLTN-") for name in names)
 
 
-def _cores_without_cgroup_limits() -> Optional[int]:
-    """The cores NIO counts (`System.coreCount`), when no cgroup file could limit them; else None."""
-    limits = ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpuset.cpus", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
-              "/sys/fs/cgroup/cpuset/cpuset.cpus")
-    return None if any(Path(path).exists() for path in limits) else len(os.sched_getaffinity(0))
+def _cores_nio_counts() -> Optional[int]:
+    """The cores NIO counts (`System.coreCount`) when no cgroup file limits them: the CPUs online. None when a
+    CPU quota or a smaller cpuset could limit them, since NIO then reads those files its own way."""
+    def lines(path: str) -> List[str]:
+        try:
+            return Path(path).read_text().strip().split("\n")
+        except OSError:
+            return [""]
+
+    def first_line(path: str) -> str:
+        return lines(path)[0].strip()
+
+    def cpus(spec: str) -> int:  # "0-3,6" -> 5
+        return sum(int(part.split("-")[-1]) - int(part.split("-")[0]) + 1 for part in spec.split(","))
+
+    cpusets = ["/sys/fs/cgroup/cpuset/cpuset.cpus", "/sys/fs/cgroup/cpuset.cpus"]  # cgroup v1, v2's root
+    cpusets += [f"/sys/fs/cgroup{line[3:]}/cpuset.cpus"  # v2: this process's own cgroup, as NIO reads it
+                for line in lines("/proc/self/cgroup") if line.startswith("0::")]
+    quotas = [first_line(path).split(" ")[0] for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")]
+    online = os.sysconf("SC_NPROCESSORS_ONLN")
+    if any(quota not in ("", "max", "-1") for quota in quotas):
+        return None
+    if any(spec and cpus(spec) != online for spec in map(first_line, cpusets)):
+        return None
+    return online
 
 
 def test_event_loops_is_checked_and_applied(server_factory, tmp_path):
@@ -406,7 +426,7 @@ def test_event_loops_is_checked_and_applied(server_factory, tmp_path):
     assert _event_loop_threads(server.pid) == 3
     server = server_factory()
     assert_serving(server)
-    cores = _cores_without_cgroup_limits()
+    cores = _cores_nio_counts()
     if cores is None:  # NIO reads the limit from cgroup files; only the bounds can be checked then
         assert _event_loop_threads(server.pid) >= 1
     else:
